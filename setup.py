@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="wazuhcluster",
-    version="0.1.0",
+    version="0.1.0",  # keep in step with wazuhcluster.__version__,
     description="The Wazuh server cluster rebuilt on Twisted: master and workers over mutual TLS + AMP.",
     python_requires=">=3.10",
     package_dir={"": "."},
