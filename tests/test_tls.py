@@ -24,6 +24,7 @@ from wazuhcluster.tls import (
     issueNodeCertificate,
     loadNodeIdentity,
     masterContextFactory,
+    nodeCertificateMatches,
     peerCertificateNames,
     verifyHelloProof,
     workerConnectionCreator,
@@ -190,6 +191,23 @@ class NodeCertificateTests(SynchronousTestCase):
         for name in self.sslDir.listdir():
             self.assertNotEqual(self.sslDir.child(name).getContent(), caKey)
 
+    def test_matches(self):
+        """
+        L{nodeCertificateMatches} accepts the certificate just issued, and
+        refuses it for another node name, a host it does not name, or
+        another CA.
+        """
+        hosts = ["10.0.0.5", "master.example"]
+        matches = nodeCertificateMatches
+        self.assertTrue(matches(self.caDir, self.sslDir, "master", hosts))
+        self.assertTrue(nodeCertificateMatches(self.caDir, self.sslDir, "master", []))
+        self.assertFalse(nodeCertificateMatches(self.caDir, self.sslDir, "node02", []))
+        self.assertFalse(
+            nodeCertificateMatches(self.caDir, self.sslDir, "master", ["10.0.0.6"])
+        )
+        otherCa = makeAuthority(FilePath(self.mktemp()))
+        self.assertFalse(nodeCertificateMatches(otherCa, self.sslDir, "master", []))
+
     def test_loadIdentity(self):
         """
         L{loadNodeIdentity} returns the CA and the node certificate with its
@@ -197,9 +215,9 @@ class NodeCertificateTests(SynchronousTestCase):
         """
         identity = loadNodeIdentity(self.sslDir)
         self.assertIsInstance(identity, NodeIdentity)
-        self.assertEqual(
-            identity.certificate.getSubject().commonName, b"master"
-        )
+        cert = identity.certificate.original.to_cryptography()
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        self.assertEqual([a.value for a in cn], ["master"])
         self.assertIsNotNone(identity.certificate.privateKey)
 
     def test_loadMissing(self):

@@ -55,7 +55,7 @@ class TLSSetupError(ClusterError):
 # --- writing files ---------------------------------------------------------
 
 
-def _writeFile(path, data, mode):
+def writeFileWithMode(path, data, mode):
     """
     Atomically replace C{path} with C{data}, created with C{mode} from the
     start: the content is never readable with wider permissions, even for an
@@ -224,11 +224,12 @@ def ensureCertificateAuthority(caDir, clusterName):
         )
     if not caCert.exists():
         cert, key = _makeAuthority(clusterName)
-        _writeFile(caKey, _keyPEM(key), 0o600)
-        _writeFile(caCert, _certPEM(cert), 0o644)
+        writeFileWithMode(caKey, _keyPEM(key), 0o600)
+        writeFileWithMode(caCert, _certPEM(cert), 0o644)
     clusterKey = caDir.child("cluster.key")
     if not clusterKey.exists():
-        _writeFile(clusterKey, secrets.token_hex(16).encode("ascii") + b"\n", 0o600)
+        key = secrets.token_hex(16).encode("ascii") + b"\n"
+        writeFileWithMode(clusterKey, key, 0o600)
 
 
 def readClusterKey(caDir):
@@ -278,9 +279,43 @@ def issueNodeCertificate(caDir, sslDir, nodeName, hosts):
     caCert, caKey = _loadAuthority(caDir)
     cert, key = _makeNodeCertificate(caCert, caKey, nodeName, list(hosts))
     _ensureDirectory(sslDir)
-    _writeFile(sslDir.child("node.key"), _keyPEM(key), 0o600)
-    _writeFile(sslDir.child("node.pem"), _certPEM(cert), 0o644)
-    _writeFile(sslDir.child("ca.pem"), _certPEM(caCert), 0o644)
+    writeFileWithMode(sslDir.child("node.key"), _keyPEM(key), 0o600)
+    writeFileWithMode(sslDir.child("node.pem"), _certPEM(cert), 0o644)
+    writeFileWithMode(sslDir.child("ca.pem"), _certPEM(caCert), 0o644)
+
+
+def nodeCertificateMatches(caDir, sslDir, nodeName, hosts):
+    """
+    Whether C{sslDir} already holds a usable certificate for C{nodeName}
+    issued by the CA in C{caDir}: same CA certificate, node certificate
+    signed by it with common name C{nodeName} and every name of C{hosts}
+    among its SANs, and the matching key.  Lets C{init} be re-run without
+    reissuing certificates.
+
+    @rtype: L{bool}
+    """
+    try:
+        caPem = caDir.child("ca.pem").getContent()
+        if sslDir.child("ca.pem").getContent() != caPem:
+            return False
+        caCert = x509.load_pem_x509_certificate(caPem)
+        cert = x509.load_pem_x509_certificate(sslDir.child("node.pem").getContent())
+        cert.verify_directly_issued_by(caCert)
+        loadNodeIdentity(sslDir)
+    except Exception:
+        return False
+    cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    wanted = [x509.DNSName(nodeName)] + [_subjectAltName(h) for h in hosts]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        cn == [nodeName]
+        and all(w in sans.value for w in wanted)
+        and cert.not_valid_after_utc - now > datetime.timedelta(days=30)
+    )
 
 
 # --- loading a node identity ------------------------------------------------
