@@ -1,0 +1,138 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The twistd plugins C{wazuh-master} and C{wazuh-worker}: options and the
+service tree of a node.
+"""
+
+import sys
+import time
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import LogLevel
+from twisted.python import usage
+
+from wazuhcluster.config import loadClusterItems, readClusterConfig
+from wazuhcluster.errors import ClusterError
+from wazuhcluster.home import NodeHome
+from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
+from wazuhcluster import tls
+
+
+class StartupError(SystemExit):
+    """
+    The node cannot start; the message was already told to the user.
+    """
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd wazuh-master} / C{twistd wazuh-worker}.
+    """
+
+    optParameters = [
+        ["home", "H", None, "The node home (the equivalent of /var/ossec)."],
+    ]
+    optFlags = [
+        ["debug", "d", "Write debug messages to cluster.log too."],
+    ]
+
+    def postOptions(self):
+        if not self["home"]:
+            raise usage.UsageError("--home is required")
+
+
+def refuse(home, message, program, stderr=None):
+    """
+    Tell the user in one line why the node cannot start (and in
+    cluster.log when the home has one), then exit with status 1.
+    """
+    stderr = stderr if stderr is not None else sys.stderr
+    stderr.write(f"{program}: {message}\n")
+    if home.logs.isdir():
+        line = formatClusterEvent({
+            "log_format": "{message}",
+            "message": message,
+            "log_level": LogLevel.error,
+            "log_time": time.time(),
+        })
+        try:
+            with open(home.clusterLog.path, "a") as log:
+                log.write(line)
+        except OSError:
+            pass
+    raise StartupError(1)
+
+
+class _StartupNotes(Service):
+    """
+    Logs what was noticed while reading the configuration, once logging runs.
+    """
+
+    def __init__(self, config, nodeType):
+        self.config = config
+        self.nodeType = nodeType
+        self.log = ClusterLogger("Cluster", "Main", namespace="wazuhcluster.tap")
+
+    def startService(self):
+        super().startService()
+        for warning in self.config.warnings:
+            self.log.warn("{warning}", warning=warning)
+        self.log.info(
+            "Starting cluster {cluster}: {kind} node {name}.",
+            cluster=self.config.name, kind=self.nodeType, name=self.config.node_name,
+        )
+
+
+def makeNodeService(options, nodeType, reactor=None, stderr=None):
+    """
+    Build the service tree of a C{nodeType} node from C{options}.
+    """
+    program = f"wazuh-{nodeType}"
+    home = NodeHome.fromPath(options["home"])
+    if not home.root.isdir():
+        refuse(home, f"The home directory {home.root.path} does not exist.", program, stderr)
+    try:
+        config = readClusterConfig(home)
+        items = loadClusterItems(home)
+    except ClusterError as error:
+        refuse(home, str(error), program, stderr)
+    if config.disabled:
+        refuse(home, f"The cluster is disabled in {home.ossecConf.path}.", program, stderr)
+    if config.node_type != nodeType:
+        refuse(
+            home,
+            f"{home.root.path} is the home of {config.node_type} node "
+            f"{config.node_name!r}; start it with 'twistd wazuh-{config.node_type}'.",
+            program,
+            stderr,
+        )
+    try:
+        identity = tls.loadNodeIdentity(home.sslDir)
+    except ClusterError as error:
+        refuse(home, str(error), program, stderr)
+
+    root = MultiService()
+    ClusterLogService(home.clusterLog, debug=bool(options["debug"])).setServiceParent(root)
+    _StartupNotes(config, nodeType).setServiceParent(root)
+    if nodeType == "master":
+        from wazuhcluster.master.server import MasterService as NodeService
+    else:
+        from wazuhcluster.worker.client import WorkerService as NodeService
+    node = NodeService(home, config, items, identity, reactor=reactor)
+    node.addListeners()
+    node.setServiceParent(root)
+    return root
+
+
+def makeMasterService(options):
+    """
+    C{twistd wazuh-master}.
+    """
+    return makeNodeService(options, "master")
+
+
+def makeWorkerService(options):
+    """
+    C{twistd wazuh-worker}.
+    """
+    return makeNodeService(options, "worker")
