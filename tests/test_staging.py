@@ -1,0 +1,446 @@
+# -*- test-case-name: tests.test_staging -*-
+"""
+Tests for L{wazuhcluster.staging}.
+"""
+
+import hashlib
+import os
+import stat
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_pathrules import FILESET
+from wazuhcluster.pathrules import UnsafePath
+from wazuhcluster.staging import (
+    IncompleteSync,
+    StagedSync,
+    StagingError,
+    TransferMismatch,
+    cleanStaging,
+)
+
+OLD = {
+    "etc/client.keys": b"001 old any key\n",
+    "etc/shared/default/agent.conf": b"<old/>\n",
+    "etc/shared/gone/agent.conf": b"<gone/>\n",
+    "etc/shared/gone/ar.conf": b"excluded, left behind\n",
+    "etc/shared/kept/agent.conf": b"<kept/>\n",
+    "etc/shared/kept/extra.txt": b"extra\n",
+    "etc/shared/kept/ossec.conf": b"excluded, untouched\n",
+    "etc/rules/local_rules.xml": b"<old/>\n",
+    "etc/rules/sub/extra.xml": b"<extra/>\n",
+    "var/multigroups/aa/merged.mg": b"#old\n",
+}
+
+NEW = {
+    "etc/client.keys": b"001 new any key\n002 b any key\n",
+    "etc/shared/default/agent.conf": b"<new/>\n",
+    "etc/shared/fresh/deep/custom.yml": b"policy: new\n",
+    "etc/rules/local_rules.xml": b"<new/>\n" * 1000,
+    "var/multigroups/bb/merged.mg": b"#new\n",
+}
+
+DELETIONS = [
+    "etc/shared/gone/agent.conf",
+    "etc/shared/kept/extra.txt",
+    "etc/rules/sub/extra.xml",
+    "var/multigroups/aa/merged.mg",
+    "etc/lists/already-gone",
+]
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+class StagingTestsMixin:
+    """
+    A home holding L{OLD} and a staging area.
+    """
+
+    def setUp(self):
+        self.root = FilePath(self.mktemp())
+        self.root.makedirs()
+        for relpath, content in OLD.items():
+            self.put(relpath, content)
+        self.stagingDir = self.root.descendant(["queue", "cluster", "master"])
+
+    def put(self, relpath, content):
+        child = self.root.preauthChild(relpath)
+        child.parent().makedirs(ignoreExistingDirectory=True)
+        child.setContent(content)
+
+    def content(self, relpath):
+        child = self.root.preauthChild(relpath)
+        return child.getContent() if child.exists() else None
+
+    def stage(self, files, sync=None, chunk=7):
+        """
+        Stage C{files} (path to bytes) in chunks of C{chunk} bytes.
+        """
+        sync = sync or StagedSync(self.root, self.stagingDir, FILESET)
+        for relpath, content in files.items():
+            staged = sync.open(relpath, md5(content), len(content))
+            for start in range(0, len(content), chunk):
+                staged.write(content[start : start + chunk])
+            staged.close()
+        return sync
+
+    def assertStagingEmpty(self):
+        self.assertEqual(self.stagingDir.listdir() if self.stagingDir.exists() else [], [])
+
+    def tempFiles(self):
+        return sorted(
+            p.path for p in self.root.walk() if p.basename().endswith(".tmp")
+        )
+
+
+class ApplyTests(StagingTestsMixin, SynchronousTestCase):
+    """
+    Tests for a complete L{StagedSync.apply}.
+    """
+
+    def test_fullApply(self):
+        """
+        Every staged file lands with its bytes and the item's permissions
+        (client.keys 0640, others 0660); extras are deleted, directories left
+        empty (or holding only excluded files) are removed where the item
+        says so, other directories and excluded files are kept; the result
+        lists what changed and staging is emptied.
+        """
+        result = self.stage(NEW).apply(DELETIONS)
+        for relpath, content in NEW.items():
+            self.assertEqual(self.content(relpath), content)
+            mode = stat.S_IMODE(os.stat(self.root.preauthChild(relpath).path).st_mode)
+            self.assertEqual(mode, 0o640 if relpath == "etc/client.keys" else 0o660)
+        for relpath in DELETIONS:
+            self.assertIsNone(self.content(relpath))
+        self.assertFalse(self.root.preauthChild("etc/shared/gone").exists())
+        self.assertFalse(self.root.preauthChild("var/multigroups/aa").exists())
+        self.assertTrue(self.root.preauthChild("etc/rules/sub").isdir())
+        self.assertEqual(self.content("etc/shared/kept/ossec.conf"), OLD["etc/shared/kept/ossec.conf"])
+        fresh = self.root.preauthChild("etc/shared/fresh/deep")
+        self.assertEqual(stat.S_IMODE(os.stat(fresh.path).st_mode), 0o770)
+        self.assertEqual(
+            sorted(result.created),
+            ["etc/shared/fresh/deep/custom.yml", "var/multigroups/bb/merged.mg"],
+        )
+        self.assertEqual(
+            sorted(result.updated),
+            ["etc/client.keys", "etc/rules/local_rules.xml", "etc/shared/default/agent.conf"],
+        )
+        self.assertEqual(sorted(result.deleted), sorted(DELETIONS[:-1]))
+        self.assertEqual(sorted(result.removedDirs), ["etc/shared/gone", "var/multigroups/aa"])
+        self.assertEqual(result.errors, ())
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()
+
+    def test_emptyFile(self):
+        """
+        An empty file is staged and applied.
+        """
+        self.stage({"etc/lists/empty": b""}).apply([])
+        self.assertEqual(self.content("etc/lists/empty"), b"")
+
+    def test_ownershipKept(self):
+        """
+        When running as root, a replaced file keeps its owner and a new file
+        gets the home's owner.
+        """
+        if os.geteuid() != 0:
+            self.skipTest("chown needs root")
+        keys = self.root.preauthChild("etc/client.keys").path
+        os.chown(keys, 1234, 2345)
+        os.chown(self.root.path, 3456, 4567)
+        self.stage(NEW).apply([])
+        self.assertEqual(os.stat(keys)[stat.ST_UID : stat.ST_GID + 1], (1234, 2345))
+        created = os.stat(self.root.preauthChild("var/multigroups/bb/merged.mg").path)
+        self.assertEqual((created.st_uid, created.st_gid), (3456, 4567))
+
+    def test_fileReplacesDirectory(self):
+        """
+        A file the master has where the worker has a directory of extra files
+        is applied after those extras (and their directory) are removed.
+        """
+        result = self.stage({"etc/shared/gone": b"now a file"}).apply(
+            ["etc/shared/gone/agent.conf"]
+        )
+        self.assertEqual(self.content("etc/shared/gone"), b"now a file")
+        self.assertEqual(result.removedDirs, ("etc/shared/gone",))
+
+    def test_directoryReceivingFilesKept(self):
+        """
+        A directory whose extras are all deleted but which receives a new file
+        in the same sync is not removed.
+        """
+        result = self.stage({"etc/shared/gone/new.conf": b"new"}).apply(
+            ["etc/shared/gone/agent.conf"]
+        )
+        self.assertEqual(result.removedDirs, ())
+        self.assertEqual(self.content("etc/shared/gone/new.conf"), b"new")
+        self.assertEqual(self.content("etc/shared/gone/ar.conf"), OLD["etc/shared/gone/ar.conf"])
+
+
+class RejectTests(StagingTestsMixin, SynchronousTestCase):
+    """
+    Transfers that do not match what was announced apply nothing.
+    """
+
+    def assertNothingApplied(self):
+        for relpath, content in OLD.items():
+            self.assertEqual(self.content(relpath), content)
+        for relpath in NEW:
+            if relpath not in OLD:
+                self.assertIsNone(self.content(relpath))
+        self.assertEqual(self.tempFiles(), [])
+
+    def test_wrongMd5(self):
+        """
+        A file whose bytes do not hash to the announced MD5 is rejected when
+        closed, and the sync then refuses to apply.
+        """
+        sync = self.stage(NEW)
+        staged = sync.open("etc/lists/bad", md5(b"good"), 4)
+        staged.write(b"evil")
+        error = self.assertRaises(TransferMismatch, staged.close)
+        self.assertIn("MD5", str(error))
+        self.assertRaises(IncompleteSync, sync.apply, DELETIONS)
+        self.assertNothingApplied()
+        self.assertStagingEmpty()
+
+    def test_short(self):
+        """
+        A file closed before its announced size arrived is rejected.
+        """
+        sync = self.stage(NEW)
+        staged = sync.open("etc/lists/short", md5(b"12345"), 5)
+        staged.write(b"1234")
+        self.assertRaises(TransferMismatch, staged.close)
+        self.assertRaises(IncompleteSync, sync.apply, DELETIONS)
+        self.assertNothingApplied()
+
+    def test_long(self):
+        """
+        Bytes beyond the announced size are rejected as they are written.
+        """
+        sync = self.stage(NEW)
+        staged = sync.open("etc/lists/long", md5(b"123"), 3)
+        staged.write(b"12")
+        self.assertRaises(TransferMismatch, staged.write, b"34")
+        self.assertRaises(StagingError, staged.write, b"3")
+        self.assertRaises(IncompleteSync, sync.apply, DELETIONS)
+        self.assertNothingApplied()
+
+    def test_stillOpen(self):
+        """
+        A file still being received blocks the apply.
+        """
+        sync = self.stage(NEW)
+        sync.open("etc/lists/pending", md5(b"x"), 1)
+        self.assertRaises(IncompleteSync, sync.apply, [])
+        self.assertNothingApplied()
+        self.assertStagingEmpty()
+
+    def test_expectedSet(self):
+        """
+        With C{expected}, a missing or an unexpected file blocks the apply.
+        """
+        self.assertRaises(
+            IncompleteSync, self.stage(NEW).apply, [], expected=list(NEW) + ["etc/lists/x"]
+        )
+        self.assertRaises(IncompleteSync, self.stage(NEW).apply, [], expected=list(NEW)[1:])
+        self.assertNothingApplied()
+        self.stage(NEW).apply([], expected=NEW)
+        self.assertEqual(self.content("etc/client.keys"), NEW["etc/client.keys"])
+
+    def test_unsafePathsRefused(self):
+        """
+        Hostile paths are refused when opened, and hostile deletions refuse
+        the whole apply.
+        """
+        sync = StagedSync(self.root, self.stagingDir, FILESET)
+        for relpath in ["../x", "/etc/client.keys", "etc/ossec.conf", "etc/shared/a\x00b"]:
+            self.assertRaises(UnsafePath, sync.open, relpath, md5(b""), 0)
+        sync = self.stage(NEW)
+        self.assertRaises(UnsafePath, sync.apply, ["etc/shared/../../etc/ossec.conf"])
+        self.assertNothingApplied()
+
+    def test_badAnnouncement(self):
+        """
+        Malformed MD5s or sizes and a file sent twice are refused.
+        """
+        sync = StagedSync(self.root, self.stagingDir, FILESET)
+        self.assertRaises(StagingError, sync.open, "etc/lists/a", "XYZ", 0)
+        self.assertRaises(StagingError, sync.open, "etc/lists/a", md5(b""), -1)
+        self.assertRaises(StagingError, sync.open, "etc/lists/a", md5(b""), True)
+        sync.open("etc/lists/a", md5(b""), 0).close()
+        self.assertRaises(StagingError, sync.open, "etc/lists/a", md5(b""), 0)
+
+    def test_sentAndDeleted(self):
+        """
+        A path both sent and listed for deletion is refused.
+        """
+        sync = self.stage(NEW)
+        self.assertRaises(StagingError, sync.apply, ["etc/client.keys"])
+        self.assertNothingApplied()
+
+    def test_symlinkedDirectoryRefused(self):
+        """
+        A file to be written through a symlinked directory refuses the whole
+        apply, and nothing is written outside the home.
+        """
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        os.symlink(outside.path, self.root.preauthChild("etc/shared/evil").path)
+        sync = self.stage({**NEW, "etc/shared/evil/agent.conf": b"evil"})
+        self.assertRaises(UnsafePath, sync.apply, DELETIONS)
+        self.assertEqual(outside.listdir(), [])
+        self.assertNothingApplied()
+        self.assertStagingEmpty()
+
+    def test_symlinkedDeletionRefused(self):
+        """
+        A deletion through a symlinked directory refuses the whole apply.
+        """
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        outside.child("agent.conf").setContent(b"precious")
+        os.symlink(outside.path, self.root.preauthChild("etc/shared/evil").path)
+        sync = self.stage(NEW)
+        self.assertRaises(UnsafePath, sync.apply, ["etc/shared/evil/agent.conf"])
+        self.assertEqual(outside.child("agent.conf").getContent(), b"precious")
+        self.assertNothingApplied()
+
+    def test_directoryInTheWay(self):
+        """
+        A directory where a file must go is a conflict: nothing is renamed.
+        """
+        self.root.preauthChild("etc/lists/adir").makedirs()
+        sync = self.stage({**NEW, "etc/lists/adir": b"x"})
+        self.assertRaises(StagingError, sync.apply, [])
+        self.assertNothingApplied()
+        self.assertStagingEmpty()
+
+
+class AbortTests(StagingTestsMixin, SynchronousTestCase):
+    """
+    Tests for L{StagedSync.abort} and L{cleanStaging}.
+    """
+
+    def test_abortCleans(self):
+        """
+        Aborting removes every staged byte, open or closed, applies nothing,
+        and the sync cannot be used afterwards.
+        """
+        sync = self.stage(NEW)
+        sync.open("etc/lists/open", md5(b"xy"), 2).write(b"x")
+        sync.abort()
+        sync.abort()
+        self.assertStagingEmpty()
+        self.assertEqual(self.content("etc/client.keys"), OLD["etc/client.keys"])
+        self.assertRaises(StagingError, sync.apply, [])
+        self.assertRaises(StagingError, sync.open, "etc/lists/x", md5(b""), 0)
+
+    def test_applyOnce(self):
+        """
+        A sync that was applied cannot be applied again.
+        """
+        sync = self.stage(NEW)
+        sync.apply([])
+        self.assertRaises(StagingError, sync.apply, [])
+
+    def test_cleanStaging(self):
+        """
+        L{cleanStaging} empties the directory (files, directories, links,
+        without following links) and creates it when missing.
+        """
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        outside.child("keep").setContent(b"x")
+        cleanStaging(self.stagingDir)
+        self.assertTrue(self.stagingDir.isdir())
+        self.stagingDir.child("file").setContent(b"x")
+        self.stagingDir.child("dir").child("sub").makedirs()
+        os.symlink(outside.path, self.stagingDir.child("link").path)
+        cleanStaging(self.stagingDir)
+        self.assertStagingEmpty()
+        self.assertEqual(outside.listdir(), ["keep"])
+
+    def test_cleanStagingSymlinkRefused(self):
+        """
+        A staging directory that is a symlink is refused.
+        """
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        self.stagingDir.parent().makedirs()
+        os.symlink(outside.path, self.stagingDir.path)
+        self.assertRaises(UnsafePath, cleanStaging, self.stagingDir)
+
+
+class CrashTests(StagingTestsMixin, SynchronousTestCase):
+    """
+    A failure in the middle of an apply leaves every file old or new.
+    """
+
+    def failingReplace(self, failAt):
+        """
+        Patch C{os.replace} to raise on its C{failAt}-th call.
+        """
+        calls = []
+        realReplace = os.replace
+
+        def replace(source, destination):
+            calls.append(destination)
+            if len(calls) == failAt:
+                raise OSError(5, "Simulated I/O error")
+            return realReplace(source, destination)
+
+        self.patch(os, "replace", replace)
+        return calls
+
+    def test_failureAtEveryStep(self):
+        """
+        Whichever rename fails, each target holds its complete old or new
+        bytes, no C{.tmp} file is left in the item directories, staging is
+        emptied, and a second sync completes the job.
+        """
+        for failAt in range(1, len(NEW) + 1):
+            self.setUp()
+            self.failingReplace(failAt)
+            sync = self.stage(NEW)
+            self.assertRaises(OSError, sync.apply, DELETIONS)
+            states = []
+            for relpath, content in NEW.items():
+                current = self.content(relpath)
+                self.assertIn(current, (OLD.get(relpath), content))
+                states.append(current == content)
+            self.assertEqual(states.count(True), failAt - 1)
+            self.assertEqual(self.tempFiles(), [])
+            self.assertStagingEmpty()
+            self.patch(os, "replace", os.rename)
+            self.stage(NEW).apply(DELETIONS)
+            for relpath, content in NEW.items():
+                self.assertEqual(self.content(relpath), content)
+
+    def test_failureWhilePlacing(self):
+        """
+        A failure while putting files next to their targets (before any
+        rename) leaves every target old and no C{.tmp} file behind.
+        """
+        calls = []
+        realChmod = os.fchmod
+
+        def fchmod(fd, mode):
+            calls.append(fd)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            return realChmod(fd, mode)
+
+        self.patch(os, "fchmod", fchmod)
+        sync = self.stage(NEW)
+        self.assertRaises(OSError, sync.apply, [])
+        for relpath in NEW:
+            self.assertEqual(self.content(relpath), OLD.get(relpath))
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()

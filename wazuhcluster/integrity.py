@@ -1,0 +1,471 @@
+# -*- test-case-name: tests.test_integrity -*-
+"""
+File metadata, snapshots, incremental scans, manifests and comparison.
+
+The local integrity of a node is a L{Snapshot}: for every synced file (the
+C{files} section of cluster.json, WAZUH.md section 2.4) its MD5, modification
+time, size and item, plus one digest of the whole set. L{scanFiles} builds it
+from the node home, re-hashing only files whose size, mtime, ctime or inode
+changed since the previous snapshot. Peers exchange snapshots as manifests
+(L{encodeManifest} / L{decodeManifest}, chunks of at most L{MAX_CHUNK} bytes)
+and L{compareManifests} says what a worker must create, update and delete:
+the master always wins.
+
+Everything here is pure and blocking: callers run it in a thread
+(C{deferToThread}), never on the reactor thread.
+"""
+
+import hashlib
+import os
+import re
+import stat
+import time
+from types import MappingProxyType
+
+from attrs import Factory, field, frozen
+
+from wazuhcluster.errors import ClusterError
+from wazuhcluster.pathrules import (
+    MAX_PATH_BYTES,
+    UnsafePath,
+    checkSyncedPath,
+    nameProblem,
+    segmentProblem,
+)
+
+READ_SIZE = 1024 * 1024
+"""
+Bytes read at a time while hashing a file.
+"""
+
+MAX_CHUNK = 60000
+"""
+The largest manifest chunk L{encodeManifest} produces, in bytes.
+"""
+
+RACY_WINDOW_NS = 2_000_000_000
+"""
+A file modified less than this long before a scan started may change again
+without its mtime moving (coarse file system timestamps): its metadata is not
+trusted by the next scan, which hashes it again. (Any later write moves the
+mtime past this window, and any metadata change moves the ctime, which is part
+of the stat key.)
+"""
+
+_READ_FLAGS = (
+    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+)
+_MD5 = re.compile(r"[0-9a-f]{32}\Z")
+_SIZE = re.compile(r"(0|[1-9][0-9]{0,17})\Z")
+
+
+class MalformedManifest(ClusterError):
+    """
+    A manifest received from a peer cannot be decoded.
+    """
+
+    code = 3032
+
+    def __init__(self, detail):
+        super().__init__(f"Malformed integrity manifest: {detail}")
+        self.detail = detail
+
+
+@frozen
+class FileMeta:
+    """
+    The metadata of one synced file.
+
+    @ivar md5: the hex MD5 of the contents.
+    @ivar mtime: the modification time, in seconds since the epoch.
+    @ivar size: the size in bytes.
+    @ivar item: the key of the item the file belongs to (e.g. C{etc/shared/}).
+    @ivar statKey: C{(size, mtime_ns, ctime_ns, inode)} when the file was
+        hashed, used by L{scanFiles} to decide whether to hash it again;
+        L{None} forces a re-hash. Not part of equality nor of any manifest.
+    """
+
+    md5: str
+    mtime: float
+    size: int
+    item: str
+    _statKey: tuple = field(default=None, eq=False, repr=False)
+
+
+def _frozenMapping(files):
+    return MappingProxyType(dict(files))
+
+
+def _computeDigest(snapshot):
+    digest = hashlib.sha256()
+    for path in sorted(snapshot.files):
+        digest.update(f"{path}\t{snapshot.files[path].md5}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+@frozen
+class Snapshot:
+    """
+    The synced files of one node at one moment.
+
+    @ivar files: a read-only mapping of path (relative to the home,
+        C{/}-separated) to L{FileMeta}.
+    @ivar digest: the hex SHA-256 over the sorted C{(path, md5)} pairs,
+        computed once: two snapshots with the same paths and contents have
+        the same digest whatever their modification times.
+    """
+
+    files: MappingProxyType = field(
+        converter=_frozenMapping, repr=lambda files: f"<{len(files)} files>"
+    )
+    digest: str = field(
+        init=False, eq=False, default=Factory(_computeDigest, takes_self=True)
+    )
+
+    @classmethod
+    def empty(cls):
+        """
+        A snapshot without any file.
+        """
+        return cls({})
+
+    def manifest(self):
+        """
+        The comparable view of this snapshot.
+
+        @return: a new L{dict} of path to C{(md5, size)}, the shape
+            L{compareManifests} and L{decodeManifest} use.
+        """
+        return {path: (meta.md5, meta.size) for path, meta in self.files.items()}
+
+
+@frozen
+class ScanResult:
+    """
+    What L{scanFiles} found.
+
+    @ivar snapshot: the new L{Snapshot}.
+    @ivar rehashed: how many files were read and hashed (the others kept the
+        previous snapshot's metadata).
+    @ivar skippedSymlinks: paths of symbolic links found where a synced file
+        or directory could be; never followed nor synced.
+    @ivar errors: one C{"path: reason"} text per file or directory that could
+        not be read (it is left out of the snapshot).
+    """
+
+    snapshot: Snapshot
+    rehashed: int
+    skippedSymlinks: tuple
+    errors: tuple
+
+
+def hashFile(path, buffer=None):
+    """
+    Hash one regular file without following a symlink.
+
+    @param path: the absolute file system path.
+    @param buffer: an optional reusable L{bytearray} of L{READ_SIZE} bytes.
+    @return: C{(md5hex, stat_result)}, the stat taken from the open file
+        before reading it.
+    @raise OSError: if the file cannot be opened or read, is a symlink
+        (C{ELOOP}) or is not a regular file (C{EISDIR} and friends).
+    """
+    if buffer is None:
+        buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    fd = os.open(path, _READ_FLAGS)
+    with open(fd, "rb", buffering=0, closefd=True) as stream:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        md5 = hashlib.md5()
+        while True:
+            count = stream.readinto(view)
+            if not count:
+                break
+            md5.update(view[:count])
+    return md5.hexdigest(), st
+
+
+def _statKey(st):
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class _Scan:
+    """
+    The state of one L{scanFiles} run.
+    """
+
+    def __init__(self, root, fileset, previous):
+        self.root = root.path
+        self.fileset = fileset
+        self.previous = {} if previous is None else previous.files
+        self.itemDirs = frozenset(item.path for item in fileset.items)
+        self.racyAfter = time.time_ns() - RACY_WINDOW_NS
+        self.buffer = bytearray(READ_SIZE)
+        self.files = {}
+        self.rehashed = 0
+        self.symlinks = []
+        self.errors = []
+
+    def walkItem(self, item):
+        """
+        Add every synced file of C{item} (iteratively, depth first).
+        """
+        pending = [item.path]
+        while pending:
+            reldir = pending.pop()
+            try:
+                with os.scandir(os.path.join(self.root, reldir)) as entries:
+                    entries = list(entries)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self.errors.append(f"{reldir}: {e.strerror or e}")
+                continue
+            for entry in entries:
+                self.visit(item, reldir, entry, pending)
+
+    def visit(self, item, reldir, entry, pending):
+        """
+        Handle one directory entry of C{item} found in C{reldir}.
+        """
+        name = entry.name
+        relpath = reldir + name
+        if segmentProblem(name) is not None:
+            return
+        if entry.is_symlink():
+            if item.recursive or nameProblem(self.fileset, item, name) is None:
+                self.symlinks.append(relpath)
+            return
+        try:
+            isDir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            return
+        if isDir:
+            subdir = relpath + "/"
+            if item.recursive and subdir not in self.itemDirs:
+                pending.append(subdir)
+            return
+        if nameProblem(self.fileset, item, name) is not None:
+            return
+        self.addFile(item, relpath, entry)
+
+    def addFile(self, item, relpath, entry):
+        """
+        Record the metadata of one candidate file, hashing it if needed.
+        """
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self.errors.append(f"{relpath}: {e.strerror or e}")
+            return
+        if not stat.S_ISREG(st.st_mode) or len(relpath) * 4 > MAX_PATH_BYTES and (
+            len(relpath.encode("utf-8")) > MAX_PATH_BYTES
+        ):
+            return
+        known = self.previous.get(relpath)
+        key = _statKey(st)
+        if known is not None and known._statKey == key and known.item == item.path:
+            self.files[relpath] = known
+            return
+        try:
+            md5, st = hashFile(entry.path, self.buffer)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self.errors.append(f"{relpath}: {e.strerror or e}")
+            return
+        self.rehashed += 1
+        key = _statKey(st)
+        if st.st_mtime_ns > self.racyAfter:
+            key = None
+        self.files[relpath] = FileMeta(
+            md5, st.st_mtime_ns / 1e9, st.st_size, item.path, key
+        )
+
+
+def scanFiles(root, fileset, previous=None):
+    """
+    Compute the snapshot of the synced files under C{root}.
+
+    Each item directory is walked with C{os.scandir} (subdirectories only for
+    recursive items; a subdirectory that is itself an item is left to that
+    item). Files and directories are kept only when L{wazuhcluster.pathrules}
+    accepts them; symbolic links are never followed nor included, and are
+    reported. A file whose C{(size, mtime, ctime, inode)} equals the one
+    recorded in C{previous} keeps its previous metadata without being read.
+
+    @param root: the node home.
+    @type root: L{twisted.python.filepath.FilePath}
+    @param fileset: the synced file set.
+    @type fileset: L{wazuhcluster.config.FileSet}
+    @param previous: the last snapshot computed from the same home, or
+        L{None} to hash everything.
+    @type previous: L{Snapshot} or L{None}
+    @rtype: L{ScanResult}
+    """
+    scan = _Scan(root, fileset, previous)
+    for item in fileset.items:
+        scan.walkItem(item)
+    return ScanResult(
+        Snapshot(scan.files),
+        scan.rehashed,
+        tuple(sorted(scan.symlinks)),
+        tuple(scan.errors),
+    )
+
+
+def encodeManifest(snapshot):
+    """
+    Serialise a snapshot for the wire.
+
+    Each file is one UTF-8 line C{path TAB md5 TAB size LF} (paths of synced
+    files never hold control characters); lines are packed, in path order,
+    into chunks of at most L{MAX_CHUNK} bytes, never splitting a line. An
+    empty snapshot yields no chunk.
+
+    @param snapshot: a L{Snapshot}, or a mapping of path to C{(md5, size)}.
+    @return: an iterator of L{bytes} chunks.
+    """
+    manifest = snapshot.manifest() if isinstance(snapshot, Snapshot) else snapshot
+    parts = []
+    length = 0
+    for path in sorted(manifest):
+        md5, size = manifest[path]
+        line = f"{path}\t{md5}\t{size}\n".encode("utf-8")
+        if len(line) > MAX_CHUNK:
+            raise ValueError(f"manifest entry too long: {path!r}")
+        if length + len(line) > MAX_CHUNK:
+            yield b"".join(parts)
+            parts, length = [], 0
+        parts.append(line)
+        length += len(line)
+    if parts:
+        yield b"".join(parts)
+
+
+class ManifestDecoder:
+    """
+    Decode manifest chunks as they arrive, validating each entry.
+
+    @ivar entries: the decoded mapping of path to C{(md5, size)} so far.
+    """
+
+    def __init__(self, fileset=None, maxEntries=None):
+        """
+        @param fileset: if given, every path must be accepted by
+            L{checkSyncedPath} for this file set.
+        @param maxEntries: if given, refuse manifests with more entries.
+        """
+        self._fileset = fileset
+        self._maxEntries = maxEntries
+        self.entries = {}
+
+    def feed(self, chunk):
+        """
+        Decode one chunk.
+
+        @param chunk: L{bytes} holding whole lines (at most L{MAX_CHUNK}).
+        @raise MalformedManifest: if the chunk or one of its entries is
+            malformed.
+        """
+        if not isinstance(chunk, bytes):
+            raise MalformedManifest("chunk is not bytes")
+        if len(chunk) > MAX_CHUNK:
+            raise MalformedManifest(f"chunk of {len(chunk)} bytes")
+        if not chunk.endswith(b"\n"):
+            raise MalformedManifest("chunk does not end with a complete entry")
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedManifest("chunk is not UTF-8") from None
+        for line in text[:-1].split("\n"):
+            self._addLine(line)
+
+    def _addLine(self, line):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise MalformedManifest(f"entry {line[:100]!r} has not 3 fields")
+        path, md5, size = fields
+        if not _MD5.match(md5):
+            raise MalformedManifest(f"bad MD5 {md5[:40]!r} for {path[:100]!r}")
+        if not _SIZE.match(size):
+            raise MalformedManifest(f"bad size {size[:40]!r} for {path[:100]!r}")
+        if path in self.entries:
+            raise MalformedManifest(f"duplicate entry {path[:100]!r}")
+        self._checkPath(path)
+        if self._maxEntries is not None and len(self.entries) >= self._maxEntries:
+            raise MalformedManifest(f"more than {self._maxEntries} entries")
+        self.entries[path] = (md5, int(size))
+
+    def _checkPath(self, path):
+        if self._fileset is not None:
+            try:
+                checkSyncedPath(self._fileset, path)
+            except UnsafePath as e:
+                raise MalformedManifest(e.message) from None
+        elif not path or path.startswith("/") or any(
+            segmentProblem(segment) for segment in path.split("/")
+        ):
+            raise MalformedManifest(f"bad path {path[:100]!r}")
+
+
+def decodeManifest(chunks, fileset=None):
+    """
+    Decode the chunks made by L{encodeManifest}.
+
+    @param chunks: an iterable of L{bytes}.
+    @param fileset: if given, also check every path with L{checkSyncedPath}.
+    @return: a L{dict} of path to C{(md5, size)}.
+    @raise MalformedManifest: on any malformed chunk or entry.
+    """
+    decoder = ManifestDecoder(fileset)
+    for chunk in chunks:
+        decoder.feed(chunk)
+    return decoder.entries
+
+
+@frozen
+class Comparison:
+    """
+    What a worker must do to match the master.
+
+    @ivar missing: sorted paths the master has and the worker lacks (create).
+    @ivar shared: sorted paths both have with different contents (update).
+    @ivar extra: sorted paths only the worker has (delete).
+    """
+
+    missing: tuple
+    shared: tuple
+    extra: tuple
+
+    @property
+    def inSync(self):
+        """
+        Whether the worker already matches the master.
+        """
+        return not (self.missing or self.shared or self.extra)
+
+
+def compareManifests(master, worker):
+    """
+    Compare two manifests; the master always wins.
+
+    Files differ when their MD5 (or size) differ; modification times are not
+    considered.
+
+    @param master: the master's mapping of path to C{(md5, size)}.
+    @param worker: the worker's mapping of path to C{(md5, size)}.
+    @rtype: L{Comparison}
+    """
+    missing = sorted(path for path in master if path not in worker)
+    extra = sorted(path for path in worker if path not in master)
+    shared = sorted(
+        path
+        for path, entry in master.items()
+        if path in worker and tuple(worker[path]) != tuple(entry)
+    )
+    return Comparison(tuple(missing), tuple(shared), tuple(extra))
