@@ -1,0 +1,350 @@
+"""
+Tests for L{wazuhcluster.nodeinit}: C{wazuh-cluster init}.
+"""
+
+import os
+import stat
+
+from cryptography import x509
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.config import parseClusterConfig
+from wazuhcluster.errors import ClusterError, ConfigError
+from wazuhcluster.home import NodeHome
+from wazuhcluster.nodeinit import formatInitSummary, initNode
+from wazuhcluster.tls import loadNodeIdentity
+
+KEY = "0123456789abcdef0123456789ABCDEF"
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path.path).st_mode)
+
+
+def _sans(home):
+    cert = x509.load_pem_x509_certificate(home.nodeCert.getContent())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)) | {
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _config(home):
+    return parseClusterConfig(home.ossecConf.getContent())
+
+
+class InitTestsMixin:
+    """
+    Temporary directories for a CA, a master and a worker.
+    """
+
+    def setUp(self):
+        tmp = FilePath(self.mktemp())
+        self.caDir = tmp.child("ca")
+        self.masterPath = tmp.child("master")
+        self.workerPath = tmp.child("worker")
+
+    def initMaster(self, **kw):
+        args = dict(masterHost="10.0.0.1")
+        args.update(kw)
+        return initNode(self.masterPath, "master", "master01", self.caDir, **args)
+
+    def initWorker(self, **kw):
+        args = dict(masterHost="10.0.0.1")
+        args.update(kw)
+        return initNode(self.workerPath, "worker", "node02", self.caDir, **args)
+
+
+class MasterInitTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} for a master.
+    """
+
+    def test_returnsHome(self):
+        """
+        L{initNode} returns the L{NodeHome} it initialised, with the layout
+        created.
+        """
+        home = self.initMaster()
+        self.assertIsInstance(home, NodeHome)
+        self.assertEqual(home.root, self.masterPath)
+        for path in [home.sslDir, home.shared, home.logs, home.clusterQueue,
+                     home.etc.child("rules"), home.globalDb.parent()]:
+            self.assertTrue(path.isdir(), path)
+
+    def test_ossecConf(self):
+        """
+        C{etc/ossec.conf} (0640) holds the cluster block given: type, name,
+        cluster name, port, bind address, the master host as the only node,
+        enabled and not hidden.
+        """
+        home = self.initMaster(clusterName="prod", port=1600, bindAddr="10.0.0.1")
+        self.assertEqual(_mode(home.ossecConf), 0o640)
+        config = _config(home)
+        self.assertEqual(
+            (config.node_type, config.node_name, config.name),
+            ("master", "master01", "prod"),
+        )
+        self.assertEqual((config.port, config.bind_addr), (1600, "10.0.0.1"))
+        self.assertEqual(config.nodes, ("10.0.0.1",))
+        self.assertFalse(config.disabled)
+        self.assertFalse(config.hidden)
+
+    def test_defaultMasterHost(self):
+        """
+        Without a master host, a master names itself C{127.0.0.1}, in the
+        configuration and in its certificate.
+        """
+        home = initNode(self.masterPath, "master", "master01", self.caDir)
+        self.assertEqual(_config(home).nodes, ("127.0.0.1",))
+        self.assertEqual(_sans(home), {"master01", "127.0.0.1"})
+
+    def test_certificate(self):
+        """
+        The master's certificate names the node and the master host, and
+        the SSL directory holds a loadable identity from the CA.
+        """
+        home = self.initMaster(masterHost="master.example")
+        self.assertEqual(_sans(home), {"master01", "master.example"})
+        self.assertEqual(
+            home.caCert.getContent(), self.caDir.child("ca.pem").getContent()
+        )
+        self.assertEqual(_mode(home.nodeKey), 0o600)
+        loadNodeIdentity(home.sslDir)
+
+    def test_defaultGroup(self):
+        """
+        A master gets the group C{default} with an empty C{agent.conf}
+        (0660).
+        """
+        home = self.initMaster()
+        agentConf = home.shared.child("default").child("agent.conf")
+        self.assertEqual(agentConf.getContent(), b"<agent_config>\n</agent_config>\n")
+        self.assertEqual(_mode(agentConf), 0o660)
+
+    def test_idempotent(self):
+        """
+        Running the same init again changes no file: configuration,
+        certificate, key and group stay as they were.
+        """
+        home = self.initMaster()
+        files = [home.ossecConf, home.nodeCert, home.nodeKey, home.caCert,
+                 home.shared.child("default").child("agent.conf")]
+        before = [f.getContent() for f in files]
+        self.initMaster()
+        self.assertEqual([f.getContent() for f in files], before)
+
+    def test_agentConfKept(self):
+        """
+        Re-running init keeps a group C{default} the user edited.
+        """
+        home = self.initMaster()
+        agentConf = home.shared.child("default").child("agent.conf")
+        agentConf.setContent(b"<agent_config><x/></agent_config>\n")
+        self.initMaster()
+        self.assertEqual(agentConf.getContent(), b"<agent_config><x/></agent_config>\n")
+
+    def test_newMasterHostReissues(self):
+        """
+        Re-running init with another master host updates the configuration
+        and issues a certificate naming the new host.
+        """
+        self.initMaster()
+        home = self.initMaster(masterHost="10.0.0.2")
+        self.assertEqual(_config(home).nodes, ("10.0.0.2",))
+        self.assertEqual(_sans(home), {"master01", "10.0.0.2"})
+
+    def test_summary(self):
+        """
+        The summary names the node, the files made and the twistd command
+        to run next, and does not show the key.
+        """
+        home = self.initMaster(key=KEY)
+        summary = formatInitSummary(home, self.caDir)
+        self.assertIn("master node 'master01'", summary)
+        self.assertIn(home.ossecConf.path, summary)
+        self.assertIn("agent.conf", summary)
+        self.assertIn(f"twistd -n wazuh-master --home {home.root.path}", summary)
+        self.assertNotIn(KEY, summary)
+
+
+class WorkerInitTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} for a worker, and what master and worker share.
+    """
+
+    def test_layout(self):
+        """
+        A worker gets the layout, its configuration (master host as the
+        only node) and a certificate naming only itself, but no group
+        C{default}.
+        """
+        home = self.initWorker()
+        config = _config(home)
+        self.assertEqual((config.node_type, config.node_name), ("worker", "node02"))
+        self.assertEqual(config.nodes, ("10.0.0.1",))
+        self.assertEqual(_sans(home), {"node02"})
+        self.assertTrue(home.shared.isdir())
+        self.assertFalse(home.shared.child("default").exists())
+        loadNodeIdentity(home.sslDir)
+
+    def test_sharedKey(self):
+        """
+        Without C{key}, master and worker made from one CA directory share
+        the key stored in it.
+        """
+        master, worker = self.initMaster(), self.initWorker()
+        key = self.caDir.child("cluster.key").getContent().decode().strip()
+        self.assertEqual(_config(master).key, key)
+        self.assertEqual(_config(worker).key, key)
+
+    def test_sharedAuthority(self):
+        """
+        Master and worker made from one CA directory carry the same CA,
+        created once.
+        """
+        master, worker = self.initMaster(), self.initWorker()
+        self.assertEqual(master.caCert.getContent(), worker.caCert.getContent())
+
+    def test_explicitKey(self):
+        """
+        An explicit key is written to the configuration.
+        """
+        self.assertEqual(_config(self.initWorker(key=KEY)).key, KEY)
+
+    def test_summary(self):
+        """
+        A worker's summary names its master and the wazuh-worker command.
+        """
+        home = self.initWorker()
+        summary = formatInitSummary(home, self.caDir)
+        self.assertIn("10.0.0.1:1516", summary)
+        self.assertIn("twistd -n wazuh-worker", summary)
+
+
+class ValidationTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} refuses bad arguments, before writing anything.
+    """
+
+    def assertRefused(self, exc, text, nodeType="worker", nodeName="node02", **kw):
+        kw.setdefault("masterHost", "10.0.0.1")
+        err = self.assertRaises(
+            exc, initNode, self.workerPath, nodeType, nodeName, self.caDir, **kw
+        )
+        self.assertIn(text, str(err))
+        self.assertFalse(self.workerPath.exists())
+        self.assertFalse(self.caDir.exists())
+
+    def test_nodeType(self):
+        """
+        A node type other than master or worker is refused.
+        """
+        self.assertRefused(ConfigError, "Invalid node type client", nodeType="client")
+
+    def test_nodeName(self):
+        """
+        Node names outside C{[A-Za-z0-9_-]+} are refused.
+        """
+        for name in ["", "node 2", "node/2", "nöde"]:
+            self.assertRefused(ConfigError, "Invalid node name", nodeName=name)
+
+    def test_clusterName(self):
+        """
+        An empty or odd cluster name is refused.
+        """
+        for name in ["", "a b", "<x>"]:
+            self.assertRefused(ConfigError, "Invalid cluster name", clusterName=name)
+
+    def test_key(self):
+        """
+        A key that is not 32 word characters is refused with Wazuh's text.
+        """
+        for key in ["short", KEY + "0", KEY[:-1] + "!"]:
+            self.assertRefused(ConfigError, "Key must be 32 characters long", key=key)
+
+    def test_port(self):
+        """
+        Ports outside 1025-65534 and non-integers are refused with Wazuh's
+        texts; the bounds themselves are accepted.
+        """
+        for port in [1024, 65535, 0]:
+            self.assertRefused(ConfigError, "Port must be higher than 1024", port=port)
+        self.assertRefused(ConfigError, "Port has to be an integer", port="x")
+        self.assertEqual(_config(self.initWorker(port=1025)).port, 1025)
+        self.assertEqual(_config(self.initWorker(port="65534")).port, 65534)
+
+    def test_workerNeedsMasterHost(self):
+        """
+        A worker without a master host is refused.
+        """
+        self.assertRefused(ConfigError, "--master-host", masterHost=None)
+
+    def test_invalidMasterHost(self):
+        """
+        Master hosts Wazuh refuses in C{<nodes>} are refused.
+        """
+        for host in ["localhost", "0.0.0.0", "NODE_IP", "a b"]:
+            self.assertRefused(ConfigError, host, masterHost=host)
+
+    def test_bindAddr(self):
+        """
+        A bind address that is not an IP address is refused.
+        """
+        self.assertRefused(ConfigError, "Invalid bind address", bindAddr="anywhere")
+
+
+class ExistingNodeTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} on a home that is already a node.
+    """
+
+    def test_otherTypeRefused(self):
+        """
+        A worker home cannot be re-initialised as a master; its
+        configuration is left alone.
+        """
+        self.initWorker()
+        before = self.workerPath.child("etc").child("ossec.conf").getContent()
+        err = self.assertRaises(
+            ClusterError, initNode, self.workerPath, "master", "node02", self.caDir
+        )
+        self.assertIn("refusing", str(err))
+        self.assertEqual(
+            self.workerPath.child("etc").child("ossec.conf").getContent(), before
+        )
+
+    def test_otherNameRefused(self):
+        """
+        A node home cannot be re-initialised under another node name.
+        """
+        self.initWorker()
+        err = self.assertRaises(
+            ClusterError, initNode, self.workerPath, "worker", "node03",
+            self.caDir, masterHost="10.0.0.1",
+        )
+        self.assertIn("node02", str(err))
+        home = NodeHome.fromPath(self.workerPath)
+        self.assertEqual(_config(home).node_name, "node02")
+
+    def test_otherAuthorityReissues(self):
+        """
+        Re-running init with another CA directory issues a certificate from
+        that CA.
+        """
+        home = self.initWorker()
+        otherCa = self.caDir.sibling("other-ca")
+        initNode(self.workerPath, "worker", "node02", otherCa, masterHost="10.0.0.1")
+        self.assertEqual(home.caCert.getContent(), otherCa.child("ca.pem").getContent())
+
+    def test_stringPaths(self):
+        """
+        The home and CA directory may be given as path strings.
+        """
+        home = initNode(
+            self.workerPath.path, "worker", "node02", self.caDir.path,
+            masterHost="10.0.0.1",
+        )
+        self.assertEqual(home.root, self.workerPath)
+        self.assertTrue(self.caDir.child("ca.pem").exists())
