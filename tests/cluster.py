@@ -97,6 +97,14 @@ class Network:
             for link in list(self.links):
                 if not link.partitioned:
                     moved = link.pump.pump() or moved
+                    continue
+                # A partitioned link carries nothing, but each side still
+                # notices its own close at once (as a real socket would).
+                for transport in (link.pump.clientIO, link.pump.serverIO):
+                    if transport.disconnecting and not transport.disconnected:
+                        transport.disconnected = True
+                        transport.reportDisconnect()
+                        moved = True
             if not moved:
                 break
 
