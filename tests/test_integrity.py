@@ -13,10 +13,12 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_pathrules import FILESET, validPaths
+from wazuhcluster.config import FileItem, FileSet
 from wazuhcluster.integrity import (
     MAX_CHUNK,
     FileMeta,
     MalformedManifest,
+    ManifestDecoder,
     Snapshot,
     compareManifests,
     decodeManifest,
@@ -225,15 +227,17 @@ class ScanFilesTests(SynchronousTestCase):
         A recursive item leaves a subdirectory that is itself an item to that
         item: each file belongs to the item with the longest prefix.
         """
-        fileset = FILESET.__class__(
-            items=FILESET.items
-            + (FILESET.items[1].__class__("etc/shared/default/", 0o600, ("all",), False, False),),
+        inner = FileItem("etc/shared/default/", 0o600, ("all",), False, False)
+        fileset = FileSet(
+            items=FILESET.items + (inner,),
             excluded_files=FILESET.excluded_files,
             excluded_extensions=FILESET.excluded_extensions,
         )
         root = makeHome(self, SYNCED)
         files = scanFiles(root, fileset).snapshot.files
-        self.assertEqual(files["etc/shared/default/agent.conf"].item, "etc/shared/default/")
+        self.assertEqual(
+            files["etc/shared/default/agent.conf"].item, "etc/shared/default/"
+        )
         self.assertNotIn("etc/shared/default/sca/custom.yml", files)
         self.assertEqual(files["etc/shared/ar.conf.bak"].item, "etc/shared/")
 
@@ -285,7 +289,9 @@ class SnapshotTests(SynchronousTestCase):
         a = FileMeta("0" * 32, 1.0, 1, "etc/", (1, 2, 3, 4))
         b = FileMeta("0" * 32, 1.0, 1, "etc/", None)
         self.assertEqual(a, b)
-        self.assertEqual(Snapshot({"etc/client.keys": a}), Snapshot({"etc/client.keys": b}))
+        self.assertEqual(
+            Snapshot({"etc/client.keys": a}), Snapshot({"etc/client.keys": b})
+        )
 
     def test_readOnly(self):
         """
@@ -339,7 +345,8 @@ class ManifestTests(SynchronousTestCase):
         Chunks never exceed L{MAX_CHUNK} bytes and each holds whole entries.
         """
         manifest = {
-            f"etc/shared/group{i:05d}/{'n' * (i % 200 + 1)}": ("a" * 32, i) for i in range(5000)
+            f"etc/shared/group{i:05d}/{'n' * (i % 200 + 1)}": ("a" * 32, i)
+            for i in range(5000)
         }
         chunks = list(encodeManifest(manifest))
         self.assertGreater(len(chunks), 5)
@@ -383,6 +390,19 @@ class ManifestTests(SynchronousTestCase):
         ]:
             self.assertRaises(MalformedManifest, decodeManifest, chunks)
 
+    def test_decoderLimit(self):
+        """
+        L{ManifestDecoder} accepts chunks one at a time and refuses more
+        entries than its limit.
+        """
+        decoder = ManifestDecoder(maxEntries=2)
+        decoder.feed(f"etc/lists/a\t{'a' * 32}\t1\n".encode())
+        decoder.feed(f"etc/lists/b\t{'b' * 32}\t2\n".encode())
+        self.assertEqual(len(decoder.entries), 2)
+        self.assertRaises(
+            MalformedManifest, decoder.feed, f"etc/lists/c\t{'c' * 32}\t3\n".encode()
+        )
+
     def test_filesetChecked(self):
         """
         With a file set, paths outside the synced set are rejected too.
@@ -405,7 +425,10 @@ class CompareTests(SynchronousTestCase):
         to do: applying them to the worker yields the master's manifest.
         """
         # Share some paths, with equal or different contents.
-        for path in data.draw(st.lists(st.sampled_from(sorted(master)), unique=True)) if master else []:
+        common = []
+        if master:
+            common = data.draw(st.lists(st.sampled_from(sorted(master)), unique=True))
+        for path in common:
             worker[path] = master[path] if data.draw(st.booleans()) else ("f" * 32, 1)
         result = compareManifests(master, worker)
         for part in (result.missing, result.shared, result.extra):

@@ -250,7 +250,7 @@ class CheckNotThroughSymlinkTests(SynchronousTestCase):
         A path whose existing components are real directories and files, and
         whose tail does not exist yet, is accepted.
         """
-        self.root.descendant(["etc", "shared", "default", "agent.conf"]).setContent(b"x")
+        self.root.preauthChild("etc/shared/default/agent.conf").setContent(b"x")
         checkNotThroughSymlink(self.root, "etc/shared/default/agent.conf")
         checkNotThroughSymlink(self.root, "etc/shared/new/sub/agent.conf")
 
@@ -258,7 +258,7 @@ class CheckNotThroughSymlinkTests(SynchronousTestCase):
         """
         A symlink to a directory anywhere on the way is refused.
         """
-        os.symlink(self.outside.path, self.root.descendant(["etc", "shared", "evil"]).path)
+        os.symlink(self.outside.path, self.root.preauthChild("etc/shared/evil").path)
         error = self.assertRaises(
             UnsafePath, checkNotThroughSymlink, self.root, "etc/shared/evil/agent.conf"
         )
@@ -271,7 +271,10 @@ class CheckNotThroughSymlinkTests(SynchronousTestCase):
         link = self.root.descendant(["etc", "shared", "default", "agent.conf"])
         os.symlink(self.outside.child("nothing").path, link.path)
         self.assertRaises(
-            UnsafePath, checkNotThroughSymlink, self.root, "etc/shared/default/agent.conf"
+            UnsafePath,
+            checkNotThroughSymlink,
+            self.root,
+            "etc/shared/default/agent.conf",
         )
 
     def test_stopsAtFile(self):

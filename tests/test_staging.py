@@ -3,6 +3,7 @@
 Tests for L{wazuhcluster.staging}.
 """
 
+import errno
 import hashlib
 import os
 import stat
@@ -11,6 +12,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_pathrules import FILESET
+from wazuhcluster import staging
 from wazuhcluster.pathrules import UnsafePath
 from wazuhcluster.staging import (
     IncompleteSync,
@@ -88,7 +90,8 @@ class StagingTestsMixin:
         return sync
 
     def assertStagingEmpty(self):
-        self.assertEqual(self.stagingDir.listdir() if self.stagingDir.exists() else [], [])
+        if self.stagingDir.exists():
+            self.assertEqual(self.stagingDir.listdir(), [])
 
     def tempFiles(self):
         return sorted(
@@ -119,7 +122,8 @@ class ApplyTests(StagingTestsMixin, SynchronousTestCase):
         self.assertFalse(self.root.preauthChild("etc/shared/gone").exists())
         self.assertFalse(self.root.preauthChild("var/multigroups/aa").exists())
         self.assertTrue(self.root.preauthChild("etc/rules/sub").isdir())
-        self.assertEqual(self.content("etc/shared/kept/ossec.conf"), OLD["etc/shared/kept/ossec.conf"])
+        kept = "etc/shared/kept/ossec.conf"
+        self.assertEqual(self.content(kept), OLD[kept])
         fresh = self.root.preauthChild("etc/shared/fresh/deep")
         self.assertEqual(stat.S_IMODE(os.stat(fresh.path).st_mode), 0o770)
         self.assertEqual(
@@ -128,13 +132,50 @@ class ApplyTests(StagingTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(
             sorted(result.updated),
-            ["etc/client.keys", "etc/rules/local_rules.xml", "etc/shared/default/agent.conf"],
+            [
+                "etc/client.keys",
+                "etc/rules/local_rules.xml",
+                "etc/shared/default/agent.conf",
+            ],
         )
         self.assertEqual(sorted(result.deleted), sorted(DELETIONS[:-1]))
-        self.assertEqual(sorted(result.removedDirs), ["etc/shared/gone", "var/multigroups/aa"])
+        self.assertEqual(
+            sorted(result.removedDirs), ["etc/shared/gone", "var/multigroups/aa"]
+        )
         self.assertEqual(result.errors, ())
         self.assertEqual(self.tempFiles(), [])
         self.assertStagingEmpty()
+
+    def test_acrossFileSystems(self):
+        """
+        When the staging area is on another file system (rename fails with
+        C{EXDEV}), staged files are copied next to their targets instead.
+        """
+        realRename = os.rename
+
+        def rename(source, destination):
+            if source.endswith(".part"):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return realRename(source, destination)
+
+        self.patch(os, "rename", rename)
+        self.stage(NEW).apply([])
+        for relpath, content in NEW.items():
+            self.assertEqual(self.content(relpath), content)
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()
+
+    def test_withoutSyncfs(self):
+        """
+        Where C{syncfs} is unavailable, files are fsynced one by one and the
+        apply still completes; with C{durable=False} nothing is flushed.
+        """
+        self.patch(staging, "_canSyncfs", lambda: False)
+        self.stage(NEW).apply(DELETIONS)
+        self.assertEqual(self.content("etc/client.keys"), NEW["etc/client.keys"])
+        sync = StagedSync(self.root, self.stagingDir, FILESET, durable=False)
+        self.stage({"etc/lists/x": b"x"}, sync).apply([])
+        self.assertEqual(self.content("etc/lists/x"), b"x")
 
     def test_emptyFile(self):
         """
@@ -179,7 +220,8 @@ class ApplyTests(StagingTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(result.removedDirs, ())
         self.assertEqual(self.content("etc/shared/gone/new.conf"), b"new")
-        self.assertEqual(self.content("etc/shared/gone/ar.conf"), OLD["etc/shared/gone/ar.conf"])
+        excluded = "etc/shared/gone/ar.conf"
+        self.assertEqual(self.content(excluded), OLD[excluded])
 
 
 class RejectTests(StagingTestsMixin, SynchronousTestCase):
@@ -247,9 +289,11 @@ class RejectTests(StagingTestsMixin, SynchronousTestCase):
         With C{expected}, a missing or an unexpected file blocks the apply.
         """
         self.assertRaises(
-            IncompleteSync, self.stage(NEW).apply, [], expected=list(NEW) + ["etc/lists/x"]
+            IncompleteSync, self.stage(NEW).apply, [], expected=[*NEW, "etc/lists/x"]
         )
-        self.assertRaises(IncompleteSync, self.stage(NEW).apply, [], expected=list(NEW)[1:])
+        self.assertRaises(
+            IncompleteSync, self.stage(NEW).apply, [], expected=list(NEW)[1:]
+        )
         self.assertNothingApplied()
         self.stage(NEW).apply([], expected=NEW)
         self.assertEqual(self.content("etc/client.keys"), NEW["etc/client.keys"])
@@ -260,7 +304,8 @@ class RejectTests(StagingTestsMixin, SynchronousTestCase):
         the whole apply.
         """
         sync = StagedSync(self.root, self.stagingDir, FILESET)
-        for relpath in ["../x", "/etc/client.keys", "etc/ossec.conf", "etc/shared/a\x00b"]:
+        hostile = ["../x", "/etc/client.keys", "etc/ossec.conf", "etc/shared/a\x00b"]
+        for relpath in hostile:
             self.assertRaises(UnsafePath, sync.open, relpath, md5(b""), 0)
         sync = self.stage(NEW)
         self.assertRaises(UnsafePath, sync.apply, ["etc/shared/../../etc/ossec.conf"])

@@ -300,7 +300,9 @@ class StagedSync:
     def _ensurePrivateDir(self):
         if self._privateDir is None:
             _ensureStagingDir(self.stagingDir)
-            self._privateDir = tempfile.mkdtemp(prefix="sync-", dir=self.stagingDir.path)
+            self._privateDir = tempfile.mkdtemp(
+                prefix="sync-", dir=self.stagingDir.path
+            )
         return self._privateDir
 
     def _plan(self, deletions, expected):
@@ -570,8 +572,9 @@ def _moveOrCopy(source, destination):
         if e.errno != errno.EXDEV:
             raise
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(source, "rb") as src, open(os.open(destination, flags, 0o600), "wb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
+    with open(source, "rb") as src:
+        with open(os.open(destination, flags, 0o600), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
     _unlinkQuietly(source)
 
 
