@@ -1,0 +1,369 @@
+# -*- test-case-name: tests.test_agentcli -*-
+"""
+The C{wazuh-cluster agent ...} commands (DESIGN.md, "Commands").
+
+Each command is a function that takes the node home and the output streams
+and returns an exit status; a user's mistake is one line on C{err},
+C{Error <code> - <message>} with Wazuh's code, and exit status 1, never a
+traceback.
+
+The commands run in a short-lived process with no reactor, so they open the
+agent database with L{AgentDatabase.openBlocking}: the same interactions as
+the daemon's, run at once. SQLite's locking (WAL, busy timeout) makes them
+safe beside a running daemon; C{client.keys} changes are serialised by
+L{lockClientKeys}.
+"""
+
+import json
+import os
+import sqlite3
+import sys
+from contextlib import contextmanager
+
+from twisted.python.failure import Failure
+
+from wazuhcluster.agentdb import AgentDatabase, OS_FIELDS
+from wazuhcluster.clientkeys import (
+    MAX_NAME_LENGTH,
+    ClientKey,
+    formatAgentId,
+    isValidAgentIp,
+    isValidAgentName,
+    lockClientKeys,
+    nextAgentId,
+    parseAgentId,
+    readClientKeys,
+    writeClientKeys,
+)
+from wazuhcluster.config import readClusterConfig
+from wazuhcluster.errors import ClusterError
+from wazuhcluster.home import NodeHome
+
+#: Column headers of C{agent list}, as C{cluster_control -a} prints them.
+LIST_HEADERS = ("ID", "NAME", "IP", "STATUS", "VERSION", "NODE NAME")
+
+#: The dict keys shown in each column of C{agent list}.
+LIST_KEYS = ("id", "name", "ip", "status", "version", "node_name")
+
+#: Bytes of randomness in a new agent key (64 hex digits).
+KEY_BYTES = 32
+
+
+def agentAdd(homePath, name, ip="any", group=None, out=None, err=None):
+    """
+    Register a new agent on the master: append it to C{client.keys}
+    atomically with a random key, insert it into the agent database (in
+    C{group} when given) and print its 3-digit ID alone on a line.
+
+    @param group: a group that exists as C{etc/shared/<group>/}, or L{None}.
+    @return: the exit status.
+    """
+    return _run(homePath, out, err, _add, name, ip, group)
+
+
+def agentRemove(homePath, agentId, out=None, err=None):
+    """
+    Remove an agent on the master, from C{client.keys} and the database.
+
+    @return: the exit status.
+    """
+    return _run(homePath, out, err, _remove, agentId)
+
+
+def agentGroup(homePath, agentId, groups, out=None, err=None):
+    """
+    Replace an agent's groups on the master (an empty list clears them);
+    every group must exist as C{etc/shared/<group>/}.
+
+    @param groups: group names in priority order.
+    @return: the exit status.
+    """
+    return _run(homePath, out, err, _group, agentId, list(groups))
+
+
+def agentList(homePath, asJson=False, out=None, err=None):
+    """
+    List this node's agents (master or worker), as a table in
+    C{cluster_control -a}'s layout or as C{{"agents": [...]}}.
+
+    @return: the exit status.
+    """
+    return _run(homePath, out, err, _list, asJson)
+
+
+def agentReport(
+    homePath,
+    agentId,
+    status="active",
+    osName=None,
+    osVersion=None,
+    version=None,
+    labels=(),
+    out=None,
+    err=None,
+    now=None,
+):
+    """
+    Record that an agent reports to this node (what wazuh-remoted does on a
+    real node) and mark it for agent-info sync. The agent must be in this
+    node's C{client.keys}.
+
+    @param labels: C{"key=value"} strings.
+    @param now: the time of the report as an epoch (now by default).
+    @return: the exit status.
+    """
+    return _run(
+        homePath,
+        out,
+        err,
+        _report,
+        agentId,
+        status,
+        {"os_name": osName, "os_version": osVersion},
+        version,
+        list(labels),
+        now,
+    )
+
+
+def formatAgentTable(agents):
+    """
+    Format agents as C{cluster_control -a} does: a header row, then one row
+    per agent; every column is as wide as its longest cell plus 2; missing
+    values print C{unknown}.
+
+    @param agents: dicts as made by L{AgentDatabase.listAgents}.
+    @rtype: L{str}
+    """
+    rows = [LIST_HEADERS] + [
+        tuple(_cell(agent.get(key)) for key in LIST_KEYS) for agent in agents
+    ]
+    widths = [max(len(cell) for cell in column) + 2 for column in zip(*rows)]
+    return "".join(
+        "".join(cell.ljust(width) for cell, width in zip(row, widths)) + "\n"
+        for row in rows
+    )
+
+
+def _cell(value):
+    return "unknown" if value in (None, "") else str(value)
+
+
+# ---------------------------------------------------------------------------
+# Running a command
+
+
+def _run(homePath, out, err, command, *args):
+    """
+    Run C{command(home, config, db, out, err, *args)} with the node's
+    configuration and agent database, and turn errors into a message and
+    exit status 1.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        home = NodeHome.fromPath(homePath)
+        config = readClusterConfig(home)
+        with _database(home, config) as db:
+            command(home, config, db, out, err, *args)
+    except ClusterError as e:
+        err.write(f"{e}\n")
+        return 1
+    except sqlite3.Error as e:
+        err.write(f"{ClusterError(f'Agent database error: {e}', 2000)}\n")
+        return 1
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        err.write(f"{ClusterError(f'{e.strerror or e}{where}', 1000)}\n")
+        return 1
+    return 0
+
+
+@contextmanager
+def _database(home, config):
+    db = AgentDatabase.openBlocking(home.globalDb, managerName=config.node_name)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _wait(d):
+    """
+    The result of an already-fired L{Deferred} (see
+    L{AgentDatabase.openBlocking}); a failure is raised.
+    """
+    results = []
+    d.addBoth(results.append)
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def _requireMaster(config, what):
+    """
+    @raise ClusterError: 3019, as Wazuh's tools do on a worker.
+    """
+    if config.node_type != "master" and not config.disabled:
+        raise ClusterError(
+            f"Wazuh is running in cluster mode: agent {what} is not available "
+            f"in worker nodes. Please, try again in the master node: "
+            f"{config.masterHost}",
+            3019,
+        )
+
+
+def _readKeys(home, err):
+    """
+    Read this node's C{client.keys}, warning about skipped lines.
+    """
+    entries, problems = readClientKeys(home.clientKeys)
+    for problem in problems:
+        err.write(f"WARNING: {home.clientKeys.path}: {problem}\n")
+    return entries
+
+
+def _reconciledKeys(home, db, err):
+    """
+    Read C{client.keys} and bring the database in line with it.
+    """
+    entries = _readKeys(home, err)
+    _wait(db.reconcileClientKeys(entries))
+    return entries
+
+
+def _checkGroups(home, groups):
+    """
+    @raise ClusterError: 1710 for a group that is not a directory of
+        C{etc/shared/}.
+    """
+    for group in groups:
+        if (
+            not group
+            or group in (".", "..")
+            or "/" in group
+            or not home.shared.child(group).isdir()
+        ):
+            raise ClusterError(f"The group does not exist: {group}", 1710)
+
+
+def _parseId(agentId):
+    try:
+        return formatAgentId(parseAgentId(agentId))
+    except ValueError:
+        raise ClusterError(f"Agent does not exist: {agentId}", 1701) from None
+
+
+def _checkNewAgent(name, ip):
+    """
+    @raise ClusterError: 1738 for a long name, 1725 for an invalid one,
+        1706 for an invalid IP.
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        raise ClusterError(
+            f"Agent name is too long: at most {MAX_NAME_LENGTH} characters", 1738
+        )
+    if not isValidAgentName(name):
+        raise ClusterError(
+            f"Error registering a new agent: invalid name {name!r} (letters, "
+            "digits, '_', '.' and '-' only)",
+            1725,
+        )
+    if not isValidAgentIp(ip):
+        raise ClusterError(
+            f"There is an agent with the same IP or the IP is invalid: {ip}", 1706
+        )
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def _add(home, config, db, out, err, name, ip, group):
+    _requireMaster(config, "add")
+    _checkNewAgent(name, ip)
+    groups = [] if group is None else [group]
+    _checkGroups(home, groups)
+    with lockClientKeys(home.clientKeys):
+        entries = _reconciledKeys(home, db, err)
+        if any(entry.name == name for entry in entries):
+            raise ClusterError(f"There is an agent with the same name: {name}", 1705)
+        entry = ClientKey(nextAgentId(entries), name, ip, os.urandom(KEY_BYTES).hex())
+        _wait(db.addAgent(entry.id, name, ip, entry.key, groups))
+        try:
+            writeClientKeys(home.clientKeys, entries + [entry])
+        except BaseException:
+            _wait(db.removeAgent(entry.id))
+            raise
+    out.write(f"{entry.id}\n")
+
+
+def _remove(home, config, db, out, err, agentId):
+    _requireMaster(config, "remove")
+    agentId = _parseId(agentId)
+    with lockClientKeys(home.clientKeys):
+        entries = _reconciledKeys(home, db, err)
+        remaining = [entry for entry in entries if entry.id != agentId]
+        if len(remaining) == len(entries):
+            raise ClusterError(f"Agent does not exist: {agentId}", 1701)
+        writeClientKeys(home.clientKeys, remaining)
+        _wait(db.removeAgent(agentId))
+    out.write(f"Agent {agentId} removed.\n")
+
+
+def _group(home, config, db, out, err, agentId, groups):
+    _requireMaster(config, "group")
+    agentId = _parseId(agentId)
+    _checkGroups(home, groups)
+    with lockClientKeys(home.clientKeys):
+        _reconciledKeys(home, db, err)
+        _wait(db.setAgentGroups(agentId, groups))
+    shown = ",".join(groups) if groups else "(none)"
+    out.write(f"Agent {agentId} groups: {shown}\n")
+
+
+def _list(home, config, db, out, err, asJson):
+    _reconciledKeys(home, db, err)
+    agents = _wait(db.listAgents())
+    if asJson:
+        out.write(json.dumps({"agents": agents}) + "\n")
+    else:
+        out.write(formatAgentTable(agents))
+
+
+def _parseLabels(labels):
+    """
+    @raise ClusterError: a label is not C{key=value} with a non-empty key.
+    """
+    result = {}
+    for label in labels:
+        key, sep, value = label.partition("=")
+        if not sep or not key.strip():
+            raise ClusterError(f"Invalid label {label!r}: expected key=value", 1000)
+        result[key.strip()] = value
+    return result
+
+
+def _report(home, config, db, out, err, agentId, status, os, version, labels, now):
+    agentId = _parseId(agentId)
+    labels = _parseLabels(labels)
+    entries = _reconciledKeys(home, db, err)
+    if all(entry.id != agentId for entry in entries):
+        raise ClusterError(
+            f"Agent does not exist: {agentId} is not in this node's client.keys",
+            1701,
+        )
+    osValues = {k: v for k, v in os.items() if k in OS_FIELDS and v is not None}
+    _wait(
+        db.reportAgent(
+            agentId,
+            status=status,
+            os=osValues,
+            version=version,
+            labels=labels or None,
+            nodeName=config.node_name,
+            now=now,
+        )
+    )
+    out.write(f"Agent {agentId} reported {status} to {config.node_name}.\n")

@@ -1,0 +1,267 @@
+# -*- test-case-name: tests.test_clientkeys -*-
+"""
+C{etc/client.keys}: one agent per line, C{ID NAME IP KEY}.
+
+The master is the only writer; workers receive the file through integrity
+sync and reconcile it into their agent database
+(L{wazuhcluster.agentdb.AgentDatabase.reconcileClientKeys}).
+
+Reading never raises for the file's content: a malformed line is reported
+with its line number (never with its key) and skipped. Lines of agents that
+Wazuh marked as removed (name starting with C{!}, or id starting with C{#})
+are skipped silently. Writing replaces the file atomically with mode 0640.
+"""
+
+import fcntl
+import ipaddress
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+
+from attrs import frozen
+
+#: The mode of C{etc/client.keys} (WAZUH.md section 2.4).
+CLIENT_KEYS_MODE = 0o640
+
+#: Longest agent name Wazuh accepts.
+MAX_NAME_LENGTH = 128
+
+_NAME = re.compile(r"[\w.-]+\Z", re.ASCII)
+_ID = re.compile(r"[0-9]+\Z", re.ASCII)
+
+
+@frozen
+class ClientKey:
+    """
+    One agent of C{client.keys}.
+
+    @ivar id: the agent ID as Wazuh prints it: at least three digits,
+        zero-padded (C{"001"}, C{"1000"}).
+    @ivar name: the agent name.
+    @ivar ip: C{"any"}, an address or a network in CIDR notation.
+    @ivar key: the agent's pre-shared key.
+    """
+
+    id: str
+    name: str
+    ip: str
+    key: str
+
+    def toLine(self):
+        """
+        The line of C{client.keys} for this agent, without its newline.
+        """
+        return f"{self.id} {self.name} {self.ip} {self.key}"
+
+
+def formatAgentId(number):
+    """
+    Format an agent number the way Wazuh does: zero-padded to three digits.
+
+    @type number: L{int}
+    @rtype: L{str}
+    """
+    return f"{number:03d}"
+
+
+def parseAgentId(text):
+    """
+    Parse an agent ID given by a user or a peer (C{"1"}, C{"001"}, C{1}).
+
+    @return: the agent number.
+    @rtype: L{int}
+    @raise ValueError: C{text} is not a non-negative decimal number.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"invalid agent ID {text!r}")
+        return text
+    if not isinstance(text, str) or not _ID.match(text):
+        raise ValueError(f"invalid agent ID {text!r}")
+    return int(text)
+
+
+def isValidAgentName(name):
+    """
+    Whether C{name} is an acceptable agent name: letters, digits, C{_}, C{.}
+    and C{-}, 1 to L{MAX_NAME_LENGTH} characters.
+    """
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NAME_LENGTH
+        and _NAME.match(name) is not None
+    )
+
+
+def isValidAgentIp(ip):
+    """
+    Whether C{ip} is C{"any"}, an IPv4/IPv6 address or a network in CIDR
+    notation.
+    """
+    if ip == "any":
+        return True
+    try:
+        ipaddress.ip_network(ip, strict=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _isRemoved(fields):
+    """
+    Whether a line's fields describe an agent Wazuh marked as removed.
+    """
+    return fields[0].startswith("#") or (len(fields) > 1 and fields[1].startswith("!"))
+
+
+def _parseLine(fields):
+    """
+    Turn the fields of one non-blank, non-removed line into a L{ClientKey}.
+
+    @return: the entry, or an explanation of what is wrong with the line.
+    @rtype: L{ClientKey} or L{str}
+    """
+    if len(fields) != 4:
+        return f"expected 4 fields 'ID NAME IP KEY', found {len(fields)}"
+    rawId, name, ip, key = fields
+    if not _ID.match(rawId):
+        return f"invalid agent ID {rawId!r}"
+    number = int(rawId)
+    if number == 0:
+        return "agent ID 000 is reserved for the manager"
+    if not isValidAgentName(name):
+        return f"invalid agent name {name!r}"
+    if not isValidAgentIp(ip):
+        return f"invalid IP {ip!r}"
+    return ClientKey(formatAgentId(number), name, ip, key)
+
+
+def parseClientKeys(text):
+    """
+    Parse the content of a C{client.keys} file.
+
+    @param text: the file's content.
+    @type text: L{str}
+
+    @return: the valid entries in file order, and one message per skipped
+        line (C{"line N: ..."}; keys are never quoted). A line repeating an
+        ID or a name seen earlier is reported and skipped.
+    @rtype: L{tuple} of (L{list} of L{ClientKey}, L{list} of L{str})
+    """
+    entries, problems = [], []
+    ids, names = set(), set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or _isRemoved(fields):
+            continue
+        entry = _parseLine(fields)
+        if isinstance(entry, str):
+            problems.append(f"line {number}: {entry}")
+        elif entry.id in ids:
+            problems.append(f"line {number}: duplicate agent ID {entry.id}")
+        elif entry.name in names:
+            problems.append(f"line {number}: duplicate agent name {entry.name!r}")
+        else:
+            ids.add(entry.id)
+            names.add(entry.name)
+            entries.append(entry)
+    return entries, problems
+
+
+def readClientKeys(path):
+    """
+    Read and parse a C{client.keys} file; a missing file is empty.
+
+    Bytes that are not UTF-8 are replaced, so the lines holding them are
+    reported rather than stopping the read.
+
+    @type path: L{twisted.python.filepath.FilePath}
+    @return: see L{parseClientKeys}.
+    """
+    try:
+        data = path.getContent()
+    except FileNotFoundError:
+        return [], []
+    return parseClientKeys(data.decode("utf-8", errors="replace"))
+
+
+def formatClientKeys(entries):
+    """
+    The content of a C{client.keys} file holding C{entries}.
+
+    @rtype: L{bytes}
+    """
+    return "".join(entry.toLine() + "\n" for entry in entries).encode("utf-8")
+
+
+def writeClientKeys(path, entries):
+    """
+    Replace C{path} atomically with C{entries}, mode 0640.
+
+    The content goes to a temporary file in the same directory (named
+    C{.client.keys.*.tmp}, a name integrity sync ignores), is flushed to
+    disk, and is renamed over C{path}; the directory is then flushed, so a
+    crash leaves either the old or the new file.
+
+    @type path: L{twisted.python.filepath.FilePath}
+    @type entries: iterable of L{ClientKey}
+    """
+    directory = path.parent().path
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f".{path.basename()}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(formatClientKeys(entries))
+            f.flush()
+            os.fchmod(f.fileno(), CLIENT_KEYS_MODE)
+            os.fsync(f.fileno())
+        os.replace(tmp, path.path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsyncDirectory(directory)
+    path.changed()
+
+
+def _fsyncDirectory(directory):
+    """
+    Flush a directory entry change (a rename) to disk.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def lockClientKeys(path):
+    """
+    Hold an exclusive lock for a read-modify-write of C{path}, so two
+    concurrent C{agent add} cannot hand out the same ID.
+
+    The lock is taken on C{<path>.lock} (a name integrity sync ignores).
+
+    @type path: L{twisted.python.filepath.FilePath}
+    """
+    fd = os.open(path.path + ".lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def nextAgentId(entries):
+    """
+    The ID for a new agent: one more than the highest ID in C{entries}, and
+    never C{000} (the manager). IDs grow past 999 naturally (C{"1000"}).
+
+    @type entries: iterable of L{ClientKey}
+    @rtype: L{str}
+    """
+    highest = max((int(entry.id) for entry in entries), default=0)
+    return formatAgentId(highest + 1)
