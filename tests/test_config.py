@@ -353,14 +353,14 @@ class ParseErrorTests(SynchronousTestCase):
         A node name with a character outside C{[A-Za-z0-9_.-]}, or made of
         dots only (it names a directory), is refused.
         """
-        for name in ["node 01", "node/01", "n\u00f6de", "node:1", ".", ".."]:
+        for name in ["node 01", "node/01", "n\u00f6de", "node:1", ".", "..", "node.01"]:
             self.assertConfigError(
                 clusterBlock(node_name=name),
                 f'Detected a not allowed character in node name: "{name}". '
                 f'Characters allowed: "{NODE_NAME_CHARS}".',
             )
-        config = parseClusterConfig(clusterBlock(node_name="Node_01.dc-1"))
-        self.assertEqual(config.node_name, "Node_01.dc-1")
+        config = parseClusterConfig(clusterBlock(node_name="Node_01-dc_1"))
+        self.assertEqual(config.node_name, "Node_01-dc_1")
 
     def test_unknownElement(self):
         """

@@ -50,9 +50,11 @@ CLUSTER_NAME_CHARS = (
     "abcdefghijklmnopqrstuvwxyz{|}~"
 )
 # Node names also name directories (queue/cluster/<name>/) and appear in log
-# tags, so they are restricted further.
+# tags, so they are restricted to what the master accepts in a hello
+# ([A-Za-z0-9_-]+, error 3060): a name the master would refuse is refused
+# here already.
 NODE_NAME_CHARS = (
-    "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+    "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
 
 KEY_PATTERN = re.compile(r"\w{32}", re.ASCII)

@@ -156,7 +156,6 @@ class ControlServer(ListeningService):
 
     def __init__(self, socketPath, handler, reactor):
         self.socketPath = socketPath
-        self.log = ClusterLogger("Local Server", "Main", namespace="wazuhcluster.control")
         factory = Factory.forProtocol(lambda: ControlProtocol(handler))
         factory.noisy = False
         super().__init__(
@@ -164,6 +163,7 @@ class ControlServer(ListeningService):
             factory,
             onListening=self._listening_logged,
         )
+        self.log = ClusterLogger("Local Server", "Main", namespace="wazuhcluster.control")
 
     def _listening_logged(self, port):
         self.log.info("Serving on {path}", path=self.socketPath.path)

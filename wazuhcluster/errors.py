@@ -44,3 +44,13 @@ class ConfigError(ClusterError):
             message = detail
         super().__init__(message, code)
         self.detail = detail
+
+
+class StartupError(SystemExit):
+    """
+    A node cannot start; the reason was already told to the user (one line on
+    stderr and in cluster.log).  Exits with status 1 without a traceback.
+    """
+
+    def __init__(self):
+        super().__init__(1)

@@ -4,7 +4,12 @@ A service that listens on a server endpoint while it runs, failing the start
 loudly when the address cannot be bound.
 """
 
+import sys
+
 from twisted.application.service import Service
+
+from wazuhcluster.errors import StartupError
+from wazuhcluster.logs import ClusterLogger
 
 
 class ListeningService(Service):
@@ -15,20 +20,29 @@ class ListeningService(Service):
     @ivar onListening: called with the port once it listens.
     """
 
-    def __init__(self, endpoint, factory, onListening=None):
+    def __init__(self, endpoint, factory, onListening=None, stderr=None):
         self.endpoint = endpoint
         self.factory = factory
         self.onListening = onListening
         self.port = None
+        self._stderr = stderr
+        self.log = ClusterLogger("Cluster", "Main", namespace="wazuhcluster.listening")
 
     def startService(self):
+        """
+        Listen now; if the address cannot be bound, say why in one line (on
+        stderr and in the log) and stop the start with L{StartupError}.
+        """
         super().startService()
         failures = []
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listening, failures.append)
         if failures:
             self.running = 0
-            failures[0].raiseException()
+            reason = failures[0].getErrorMessage()
+            self.log.error("Cannot start: {reason}", reason=reason)
+            (self._stderr or sys.stderr).write(f"Cannot start: {reason}\n")
+            raise StartupError()
 
     def _listening(self, port):
         self.port = port

@@ -40,8 +40,11 @@ _LEVEL_NAMES = {
     LogLevel.critical: "CRITICAL",
 }
 
-#: Namespaces whose info-level chatter is debug-level for an operator.
+#: Namespaces whose info-level chatter is debug-level for an operator
+#: (C{log_legacy}: Twisted's old-style messages such as "Factory starting
+#: on ..."; their errors still pass).
 _QUIET_NAMESPACES = (
+    "log_legacy",
     "twisted.protocols.amp",
     "twisted.protocols.tls",
     "twisted.internet.protocol",

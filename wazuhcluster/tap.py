@@ -12,16 +12,10 @@ from twisted.logger import LogLevel
 from twisted.python import usage
 
 from wazuhcluster.config import loadClusterItems, readClusterConfig
-from wazuhcluster.errors import ClusterError
+from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
 from wazuhcluster import tls
-
-
-class StartupError(SystemExit):
-    """
-    The node cannot start; the message was already told to the user.
-    """
 
 
 class Options(usage.Options):
@@ -60,7 +54,7 @@ def refuse(home, message, program, stderr=None):
                 log.write(line)
         except OSError:
             pass
-    raise StartupError(1)
+    raise StartupError()
 
 
 class _StartupNotes(Service):

@@ -1,0 +1,250 @@
+# -*- test-case-name: tests.test_endtoend -*-
+"""
+End-to-end: real C{twistd} processes on loopback, driven as a user would
+(C{wazuh-cluster init}, C{twistd -n wazuh-master/worker}, C{wazuh-cluster
+control}).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import socket
+import sys
+
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from wazuhcluster.cli import run as runCli
+from wazuhcluster.home import NodeHome
+
+TWISTD = "from twisted.scripts.twistd import run; run()"
+CLI = "from wazuhcluster.cli import main; main()"
+
+FAST = {
+    "worker": {"keep_alive": 1, "connection_retry": 1, "max_failed_keepalive_attempts": 2},
+    "master": {"check_worker_lastkeepalive": 1, "max_allowed_time_without_keepalive": 3},
+    "communication": {"timeout_cluster_request": 2},
+}
+
+
+def freePort():
+    """
+    A TCP port nothing listens on right now.
+    """
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+class _Node(ProcessProtocol):
+    def __init__(self):
+        self.ended = defer.Deferred()
+        self.output = []
+
+    def outReceived(self, data):
+        self.output.append(data)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.ended.callback(reason.value.exitCode)
+
+
+def environment():
+    env = dict(os.environ)
+    root = FilePath(__file__).parent().parent().path
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class ClusterProcesses:
+    """
+    Homes made with C{wazuh-cluster init} and their C{twistd} processes.
+    """
+
+    def __init__(self, testCase, workers=("worker1", "worker2"), intervals=FAST):
+        self.testCase = testCase
+        # A short base: UNIX socket paths are limited to 107 bytes.
+        self.base = FilePath(tempfile.mkdtemp(prefix="wzc-", dir="/tmp"))
+        testCase.addCleanup(shutil.rmtree, self.base.path, True)
+        self.port = freePort()
+        self.ca = self.base.child("ca").path
+        self.nodes = {}
+        self.homes = {"master": self.init("master", "master")}
+        for name in workers:
+            self.homes[name] = self.init(name, "worker")
+        for home in self.homes.values():
+            home.clusterJsonOverrides.setContent(
+                json.dumps({"intervals": intervals}).encode())
+
+    def init(self, name, nodeType):
+        argv = ["init", "--home", self.base.child(name).path, "--type", nodeType,
+                "--name", name, "--ca", self.ca, "--port", str(self.port)]
+        if nodeType == "worker":
+            argv += ["--master-host", "127.0.0.1"]
+        import io
+
+        out, err = io.StringIO(), io.StringIO()
+        status = runCli(argv, out, err)
+        assert status == 0, err.getvalue()
+        return NodeHome(self.base.child(name))
+
+    def start(self, name):
+        nodeType = "master" if name == "master" else "worker"
+        node = _Node()
+        transport = reactor.spawnProcess(
+            node, sys.executable,
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"wazuh-{nodeType}",
+             "--home", self.homes[name].root.path],
+            env=environment(), path=self.base.path)
+        node.transport = transport
+        self.nodes[name] = node
+        self.testCase.addCleanup(self.kill, name)
+        return node
+
+    def kill(self, name, signal="KILL"):
+        node = self.nodes.get(name)
+        if node is None or node.ended.called:
+            return defer.succeed(None)
+        node.transport.signalProcess(signal)
+        return node.ended
+
+    def cli(self, *argv):
+        """
+        Run C{wazuh-cluster ARGV} as a separate process.
+
+        @return: Deferred of (stdout, stderr, exit status).
+        """
+        return getProcessOutputAndValue(sys.executable, ["-c", CLI] + list(argv),
+                                        env=environment(), path=self.base.path)
+
+    def log(self, name):
+        path = self.homes[name].clusterLog
+        return path.getContent().decode() if path.exists() else ""
+
+    @defer.inlineCallbacks
+    def waitFor(self, predicate, timeout=20, step=0.2):
+        """
+        Poll C{predicate} (which may return a Deferred) until it is true.
+        """
+        waited = 0.0
+        while True:
+            value = yield defer.maybeDeferred(predicate)
+            if value:
+                return value
+            if waited >= timeout:
+                raise AssertionError(f"condition not met within {timeout}s")
+            yield deferLater(reactor, step, lambda: None)
+            waited += step
+
+
+class EndToEndTests(TestCase):
+    """
+    A master and two workers as real processes.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def connectedNames(self, cluster, home="master"):
+        out, err, status = yield cluster.cli("control", "--home",
+                                             cluster.homes[home].root.path, "-l", "--json")
+        if status != 0:
+            return None
+        return sorted(node["name"] for node in json.loads(out)["nodes"])
+
+    @defer.inlineCallbacks
+    def test_clusterFormsAndNoticesLoss(self):
+        """
+        Both workers connect; C{control -l --json} lists all three on the
+        master and through a worker; after one worker freezes (SIGSTOP: its
+        connection stays open but silent) the master drops it within the
+        configured keep-alive limits while the other stays connected; a
+        killed worker is noticed at once.
+        """
+        cluster = ClusterProcesses(self)
+        out, err, status = yield cluster.cli("control", "--home",
+                                             cluster.homes["master"].root.path, "-l")
+        self.assertEqual((out, status), (b"", 1))
+        self.assertEqual(err.strip(), b"Cluster is not running.")
+
+        cluster.start("master")
+        cluster.start("worker1")
+        cluster.start("worker2")
+        everyone = ["master", "worker1", "worker2"]
+        yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
+            lambda names: names == everyone))
+        names = yield self.connectedNames(cluster, home="worker1")
+        self.assertEqual(names, everyone)
+
+        out, err, status = yield cluster.cli("control", "--home",
+                                             cluster.homes["master"].root.path, "-l")
+        self.assertEqual(status, 0)
+        self.assertEqual(out.decode().splitlines()[0].split(), ["NAME", "TYPE", "VERSION", "ADDRESS"])
+
+        out, err, status = yield cluster.cli("control", "--home",
+                                             cluster.homes["master"].root.path, "-i", "--json")
+        health = json.loads(out)
+        self.assertEqual(health["n_connected_nodes"], 2)
+        self.assertNotEqual(health["nodes"]["worker1"]["status"]["last_keep_alive"], "n/a")
+
+        cluster.nodes["worker2"].transport.signalProcess("STOP")
+        # max_allowed_time_without_keepalive (3 s) + one check period (1 s)
+        # + the last keep-alive period (1 s), and slack for a loaded machine.
+        yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
+            lambda names: names == ["master", "worker1"]), timeout=10)
+        self.assertIn("ERROR: [Master] [Keep alive] No keep alives have been received from "
+                      "worker2 in the last minute. Disconnecting", cluster.log("master"))
+        keepAlivesBefore = cluster.log("worker1").count("Successful response from master")
+        yield deferLater(reactor, 2.5, lambda: None)
+        self.assertGreater(cluster.log("worker1").count("Successful response from master"),
+                           keepAlivesBefore)
+        names = yield self.connectedNames(cluster)
+        self.assertEqual(names, ["master", "worker1"])
+        self.assertEqual(cluster.log("worker1").count("Successfully connected to master."), 1)
+
+        yield cluster.kill("worker1")
+        yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
+            lambda names: names == ["master"]), timeout=5)
+        self.assertIn("Worker worker1 disconnected.", cluster.log("master"))
+
+    @defer.inlineCallbacks
+    def test_workerReconnectsAfterMasterRestart(self):
+        """
+        When the master process dies and comes back, the worker logs the
+        loss, retries, and is listed again.
+        """
+        cluster = ClusterProcesses(self, workers=("worker1",))
+        cluster.start("master")
+        cluster.start("worker1")
+        yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
+            lambda names: names == ["master", "worker1"]))
+        yield cluster.kill("master")
+        yield cluster.waitFor(lambda: "Could not connect to master" in cluster.log("worker1"))
+        cluster.start("master")
+        yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
+            lambda names: names == ["master", "worker1"]))
+        self.assertEqual(cluster.log("worker1").count("Successfully connected to master."), 2)
+
+    @defer.inlineCallbacks
+    def test_pluginRefusesOtherKind(self):
+        """
+        C{twistd wazuh-worker} on a master's home exits with status 1 and
+        one clear line.
+        """
+        cluster = ClusterProcesses(self, workers=())
+        out, err, status = yield getProcessOutputAndValue(
+            sys.executable, ["-c", TWISTD, "-n", "--pidfile=", "wazuh-worker", "--home",
+                             cluster.homes["master"].root.path],
+            env=environment(), path=cluster.base.path)
+        self.assertEqual(status, 1)
+        lines = (out + err).decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("is the home of master node 'master'", lines[0])

@@ -1,0 +1,173 @@
+# -*- test-case-name: tests.test_control -*-
+"""
+The client side of C{wazuh-cluster control}: asks the local daemon over its
+control socket and prints the answer in the original's layout
+(C{cluster_control}, WAZUH.md section 7.2) or as JSON.
+"""
+
+import json
+
+from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError
+from twisted.protocols import amp
+
+from wazuhcluster.commands import ControlFailed
+from wazuhcluster.results import callControl
+
+NOT_RUNNING = "Cluster is not running."
+
+
+class ClusterNotRunning(Exception):
+    """
+    No daemon answers on the control socket.
+    """
+
+
+@inlineCallbacks
+def askDaemon(reactor, home, request, arguments=None, timeout=30):
+    """
+    Send one control request to the daemon of C{home}.
+
+    @raise ClusterNotRunning: when nothing answers on the socket.
+    @raise ControlFailed: when the daemon answers with an error.
+    """
+    endpoint = UNIXClientEndpoint(reactor, home.controlSocket.path, timeout=timeout)
+    try:
+        protocol = yield connectProtocol(endpoint, amp.AMP())
+    except (ConnectError, OSError):
+        raise ClusterNotRunning(NOT_RUNNING)
+    try:
+        d = callControl(protocol, request, arguments)
+        d.addTimeout(timeout, reactor)
+        result = yield d
+    finally:
+        protocol.transport.loseConnection()
+    returnValue(result)
+
+
+def formatTable(header, rows):
+    """
+    Columns as wide as their longest cell plus two, like cluster_control.
+    """
+    table = [list(header)] + [["unknown" if c in (None, "") else str(c) for c in row]
+                              for row in rows]
+    widths = [max(len(row[i]) for row in table) + 2 for i in range(len(header))]
+    lines = []
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def formatNodes(result):
+    """
+    C{control -l}: C{NAME TYPE VERSION ADDRESS}.
+    """
+    return formatTable(
+        ("NAME", "TYPE", "VERSION", "ADDRESS"),
+        [(n["name"], n["type"], n["version"], n["ip"]) for n in result["nodes"]],
+    )
+
+
+def formatAgents(result):
+    """
+    C{control -a}: C{ID NAME IP STATUS VERSION NODE NAME}.
+    """
+    return formatTable(
+        ("ID", "NAME", "IP", "STATUS", "VERSION", "NODE NAME"),
+        [(a.get("id"), a.get("name"), a.get("ip"), a.get("status"), a.get("version"),
+          a.get("node_name")) for a in result["agents"]],
+    )
+
+
+def _duration(block, startKey, endKey):
+    from datetime import datetime
+
+    start, end = block.get(startKey, "n/a"), block.get(endKey, "n/a")
+    if "n/a" in (start, end):
+        return "n/a"
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    seconds = (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
+    return f"{max(seconds, 0.001):.3f}s"
+
+
+def formatHealth(clusterName, result, more=False):
+    """
+    C{control -i [more]}.
+    """
+    workers = {name: node for name, node in sorted(result["nodes"].items())
+               if node["info"]["type"] == "worker"}
+    lines = [f"Cluster name: {clusterName}", ""]
+    if not more:
+        lines.append(f"Last completed synchronization for connected nodes ({len(workers)}):")
+        for name, node in workers.items():
+            status = node["status"]
+            lines.append(
+                f"    {name} ({node['info']['ip']}): "
+                f"Integrity check: {status['last_check_integrity']['date_end_master']} | "
+                f"Integrity sync: {status['last_sync_integrity']['date_end_master']} | "
+                f"Agents-info: {status['last_sync_agentinfo']['date_end_master']} | "
+                f"Agent-groups: {status['last_sync_agentgroup']['date_end']} | "
+                f"Agent-groups full: {status['last_sync_full_agentgroup']['date_end']} | "
+                f"Last keep alive: {status['last_keep_alive']}."
+            )
+        return "\n".join(lines) + "\n"
+    lines.append(f"Connected nodes ({result['n_connected_nodes']}):")
+    for name, node in sorted(result["nodes"].items()):
+        info, status = node["info"], node["status"]
+        lines += ["", f"    {name} ({info['ip']})",
+                  f"        Version: {info['version']}",
+                  f"        Type: {info['type']}",
+                  f"        Active agents: {info['n_active_agents']}"]
+        if info["type"] != "worker":
+            continue
+        check, sync = status["last_check_integrity"], status["last_sync_integrity"]
+        files = sync["total_files"]
+        info_sync = status["last_sync_agentinfo"]
+        lines += [
+            "        Status:",
+            f"            Last keep Alive:",
+            f"                Last received: {status['last_keep_alive']}.",
+            "            Integrity check:",
+            f"                Last integrity check: "
+            f"{_duration(check, 'date_start_master', 'date_end_master')} "
+            f"({check['date_start_master']} - {check['date_end_master']}).",
+            f"                Permission to check integrity: {status['sync_integrity_free']}.",
+            "            Integrity sync:",
+            f"                Last integrity synchronization: "
+            f"{_duration(sync, 'date_start_master', 'date_end_master')} "
+            f"({sync['date_start_master']} - {sync['date_end_master']}).",
+            f"                Synchronized files: Shared: {files['shared']} | "
+            f"Missing: {files['missing']} | Extra: {files['extra']}.",
+            f"                In sync with the master: {status.get('integrity_in_sync')}.",
+            "            Agents-info:",
+            f"                Last synchronization: "
+            f"{_duration(info_sync, 'date_start_master', 'date_end_master')} "
+            f"({info_sync['date_start_master']} - {info_sync['date_end_master']}).",
+            f"                Number of synchronized chunks: {info_sync['n_synced_chunks']}.",
+            f"                Permission to synchronize agent-info: "
+            f"{status['sync_agent_info_free']}.",
+        ]
+        for title, key in (("Agents-groups", "last_sync_agentgroup"),
+                           ("Agents-groups full", "last_sync_full_agentgroup")):
+            block = status[key]
+            lines += [
+                f"            {title}:",
+                f"                Last synchronization: "
+                f"{_duration(block, 'date_start', 'date_end')} "
+                f"({block['date_start']} - {block['date_end']}).",
+                f"                Number of synchronized chunks: {block['n_synced_chunks']}.",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def formatJson(result):
+    """
+    The API-shaped JSON answer, indented.
+    """
+    return json.dumps(result, indent=2, sort_keys=False) + "\n"
+
+
+__all__ = ["askDaemon", "ClusterNotRunning", "ControlFailed", "formatNodes",
+           "formatAgents", "formatHealth", "formatJson", "NOT_RUNNING"]
