@@ -56,6 +56,9 @@ class MasterConnection(amp.AMP):
         self.log = ClusterLogger("Worker", "Main", namespace="wazuhcluster.master")
         self._helloDeadline = None
         self.replaced = False
+        #: Responders of the master's features for this connection
+        #: (L{amp.CommandLocator}s), consulted after the connection's own.
+        self.locators = []
 
     # -- connection life -----------------------------------------------------
 
@@ -106,7 +109,13 @@ class MasterConnection(amp.AMP):
             )
             self.transport.abortConnection()
             return None
-        return super().locateResponder(name)
+        responder = super().locateResponder(name)
+        if responder is None and self.name is not None:
+            for locator in self.locators:
+                responder = locator.locateResponder(name)
+                if responder is not None:
+                    break
+        return responder
 
     # -- hello ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.master.connection import MasterConnection
+from wazuhcluster.master.features import masterFeatures
 from wazuhcluster.master.keepalive import KeepAliveChecker
 from wazuhcluster import tls
 
@@ -91,7 +92,20 @@ class MasterService(MultiService):
         self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master")
         self.control = MasterControlHandler(self)
         self.listener = None
+        self.agents = None
+        self.features = []
         KeepAliveChecker(self).setServiceParent(self)
+        for makeFeature in masterFeatures():
+            self.addFeature(makeFeature(self))
+
+    def addFeature(self, feature):
+        """
+        Add a feature: a service that may also have C{locatorFor(connection)}
+        (its responders on a worker connection, or L{None}),
+        C{workerConnected(connection)} and C{workerDisconnected(connection)}.
+        """
+        self.features.append(feature)
+        feature.setServiceParent(self)
 
     def buildFactory(self):
         """
@@ -145,6 +159,14 @@ class MasterService(MultiService):
         self._cleanStaging(name)
         connection.log.info("Worker {name} connected from {peer}.", name=name,
                             peer=connection.peerAddress)
+        for feature in self.features:
+            locatorFor = getattr(feature, "locatorFor", None)
+            locator = locatorFor(connection) if locatorFor else None
+            if locator is not None:
+                connection.locators.append(locator)
+            connected = getattr(feature, "workerConnected", None)
+            if connected is not None:
+                connected(connection)
 
     def workerDisconnected(self, connection, reason):
         """
@@ -153,6 +175,10 @@ class MasterService(MultiService):
         if self.workers.get(connection.name) is connection:
             del self.workers[connection.name]
             self._cleanStaging(connection.name)
+        for feature in self.features:
+            disconnected = getattr(feature, "workerDisconnected", None)
+            if disconnected is not None:
+                disconnected(connection)
         connection.log.info("Cancelling pending tasks.")
         connection.log.info("Worker {name} disconnected.", name=connection.name)
 
@@ -162,16 +188,20 @@ class MasterService(MultiService):
             for child in staging.children():
                 child.remove()
 
-    # -- hooks filled by the agent services ------------------------------------
+    # -- agents (answered by the agents feature when it is installed) ---------
 
     def activeAgentCounts(self):
         """
-        Active agents per node name (filled in by the agent database).
+        Active agents per node name.
         """
-        return {}
+        if self.agents is None:
+            return {}
+        return self.agents.activeAgentCounts()
 
     def listAgents(self, arguments):
         """
-        The agent list for C{control -a} (filled in by the agent database).
+        The agent list for C{control -a}.
         """
-        return {"agents": []}
+        if self.agents is None:
+            return {"agents": []}
+        return self.agents.listAgents(arguments)

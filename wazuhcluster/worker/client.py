@@ -22,6 +22,7 @@ from wazuhcluster import PROTOCOL_VERSION, __version__
 from wazuhcluster.commands import Hello
 from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.worker.features import workerFeatures
 from wazuhcluster.worker.keepalive import KeepAliveSender
 from wazuhcluster import tls
 
@@ -43,6 +44,17 @@ class WorkerConnection(amp.AMP):
         self.worker = worker
         self.handshake = Deferred()
         self.masterName = None
+        #: Responders of the worker's features for this connection.
+        self.locators = []
+
+    def locateResponder(self, name):
+        responder = super().locateResponder(name)
+        if responder is None and self.masterName is not None:
+            for locator in self.locators:
+                responder = locator.locateResponder(name)
+                if responder is not None:
+                    break
+        return responder
 
     def connectionMade(self):
         super().connectionMade()
@@ -105,6 +117,7 @@ class WorkerService(MultiService):
                                  namespace="wazuhcluster.worker")
         self.keepAlive = KeepAliveSender(self)
         self.tasks = [self.keepAlive]
+        self.features = []
         self._lastProblem = None
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, config.masterHost, config.port)
@@ -115,6 +128,18 @@ class WorkerService(MultiService):
             clock=self.clock,
         )
         self.clientService.setServiceParent(self)
+        for makeFeature in workerFeatures():
+            self.addFeature(makeFeature(self))
+
+    def addFeature(self, feature):
+        """
+        Add a feature: a service with C{start(connection)} and C{stop()}
+        (run while connected) that may also have C{locatorFor(connection)}
+        (its responders on the master connection, or L{None}).
+        """
+        self.features.append(feature)
+        self.tasks.append(feature)
+        feature.setServiceParent(self)
 
     def buildFactory(self):
         """
@@ -200,6 +225,11 @@ class WorkerService(MultiService):
 
     def _welcomed(self, answer, connection):
         connection.masterName = answer["master_name"]
+        for feature in self.features:
+            locatorFor = getattr(feature, "locatorFor", None)
+            locator = locatorFor(connection) if locatorFor else None
+            if locator is not None:
+                connection.locators.append(locator)
         self.connection = connection
         self._cleanStaging(connection.masterName)
         self.log.info("Successfully connected to master.")
