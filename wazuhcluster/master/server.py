@@ -78,8 +78,16 @@ class MasterService(MultiService):
     @ivar clock: the clock of every timer (injectable for tests).
     """
 
-    def __init__(self, home, config, items, identity, reactor=None, clock=None):
+    def __init__(self, home, config, items, identity, reactor=None, clock=None,
+                 runInThread=None, watchFiles=True):
         super().__init__()
+        if runInThread is None:
+            from twisted.internet.threads import deferToThread as runInThread
+        #: How blocking work (hashing, tree walks, applying files) is run off
+        #: the reactor thread; tests inject a synchronous one.
+        self.runInThread = runInThread
+        #: Whether features may watch files with inotify.
+        self.watchFiles = watchFiles
         if reactor is None:
             from twisted.internet import reactor
         self.home = home
