@@ -6,7 +6,7 @@ L{Clock}, joined by real TLS handshakes over iosim transports.
 import json
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
@@ -121,6 +121,14 @@ class Network:
             self.flush()
 
 
+def runInline(function, *args, **kwargs):
+    """
+    A synchronous stand-in for C{deferToThread}: deterministic tests run the
+    blocking work at once.
+    """
+    return maybeDeferred(function, *args, **kwargs)
+
+
 def makeConfig(nodeName, nodeType, **overrides):
     values = dict(name="wazuh", node_name=nodeName, node_type=nodeType, key=KEY,
                   port=1516, bind_addr="0.0.0.0", nodes=(MASTER_HOST,))
@@ -153,6 +161,7 @@ class InMemoryCluster:
         self.master = MasterService(
             self.masterHome, makeConfig("master", "master"), self.itemsFor(self.masterHome),
             loadNodeIdentity(self.masterHome.sslDir), reactor=self.clock, clock=self.clock,
+            runInThread=runInline, watchFiles=False,
         )
         self.network = Network(
             self.clock, MasterFactory(self.master),
@@ -200,7 +209,7 @@ class InMemoryCluster:
         endpoint = InMemoryEndpoint(self.network, workerConnectionCreator(identity, masterHost))
         worker = WorkerService(home, config, self.itemsFor(home), identity,
                                reactor=self.clock, clock=self.clock, endpoint=endpoint,
-                               jitter=lambda: 0.0)
+                               jitter=lambda: 0.0, runInThread=runInline, watchFiles=False)
         self.workers[name] = worker
         self.endpoints[name] = endpoint
         if start:
