@@ -154,7 +154,7 @@ class ControlServer(ListeningService):
 
     name = "control"
 
-    def __init__(self, socketPath, handler, reactor):
+    def __init__(self, socketPath, handler, reactor, log=None):
         self.socketPath = socketPath
         factory = Factory.forProtocol(lambda: ControlProtocol(handler))
         factory.noisy = False
@@ -162,8 +162,9 @@ class ControlServer(ListeningService):
             UNIXServerEndpoint(reactor, socketPath.path, mode=0o660),
             factory,
             onListening=self._listening_logged,
+            log=log if log is not None else ClusterLogger(
+                "Local Server", "Main", namespace="wazuhcluster.control"),
         )
-        self.log = ClusterLogger("Local Server", "Main", namespace="wazuhcluster.control")
 
     def _listening_logged(self, port):
         self.log.info("Serving on {path}", path=self.socketPath.path)

@@ -20,13 +20,14 @@ class ListeningService(Service):
     @ivar onListening: called with the port once it listens.
     """
 
-    def __init__(self, endpoint, factory, onListening=None, stderr=None):
+    def __init__(self, endpoint, factory, onListening=None, stderr=None, log=None):
         self.endpoint = endpoint
         self.factory = factory
         self.onListening = onListening
         self.port = None
         self._stderr = stderr
-        self.log = ClusterLogger("Cluster", "Main", namespace="wazuhcluster.listening")
+        self.log = log if log is not None else ClusterLogger(
+            "Cluster", "Main", namespace="wazuhcluster.listening")
 
     def startService(self):
         """

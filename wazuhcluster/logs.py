@@ -20,13 +20,16 @@ from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
     LogLevel,
+    ILogFilterPredicate,
     LogLevelFilterPredicate,
     Logger,
+    PredicateResult,
     eventAsText,
     formatTime,
     globalLogPublisher,
 )
 from twisted.python.logfile import DailyLogFile
+from zope.interface import implementer
 
 TIME_FORMAT = "%Y/%m/%d %H:%M:%S"
 DEFAULT_TAG = "Cluster"
@@ -61,28 +64,31 @@ class ClusterLogger(Logger):
     """
 
     def __init__(self, tag=DEFAULT_TAG, subtag=DEFAULT_SUBTAG, namespace=None,
-                 source=None, observer=None):
+                 source=None, observer=None, node=None):
         super().__init__(namespace=namespace, source=source, observer=observer)
         self.tag = tag
         self.subtag = subtag
+        self.node = node
 
     def withSubtag(self, subtag):
         """
-        A logger with the same tag and another sub-tag.
+        A logger with the same tag (and node) and another sub-tag.
         """
         return ClusterLogger(self.tag, subtag, namespace=self.namespace,
-                             source=self.source, observer=self.observer)
+                             source=self.source, observer=self.observer, node=self.node)
 
     def withTag(self, tag):
         """
-        A logger with another tag and the same sub-tag.
+        A logger with another tag and the same sub-tag (and node).
         """
         return ClusterLogger(tag, self.subtag, namespace=self.namespace,
-                             source=self.source, observer=self.observer)
+                             source=self.source, observer=self.observer, node=self.node)
 
     def emit(self, level, format=None, **kwargs):
         kwargs.setdefault("cluster_tag", self.tag)
         kwargs.setdefault("cluster_subtag", self.subtag)
+        if self.node is not None:
+            kwargs.setdefault("cluster_node", self.node)
         super().emit(level, format, **kwargs)
 
 
@@ -114,6 +120,21 @@ def levelPredicate(debug=False):
         for namespace in _QUIET_NAMESPACES:
             predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
     return predicate
+
+
+@implementer(ILogFilterPredicate)
+class nodePredicate:
+    """
+    Keep events of one node (and events of no node).
+    """
+
+    def __init__(self, node):
+        self.node = node
+
+    def __call__(self, event):
+        if event.get("cluster_node", self.node) == self.node:
+            return PredicateResult.maybe
+        return PredicateResult.no
 
 
 class WazuhDailyLogFile(DailyLogFile):
@@ -156,13 +177,16 @@ class ClusterLogService(Service):
 
     @ivar path: the L{FilePath} of the log file.
     @ivar debug: also write debug events.
+    @ivar node: when several nodes share a process (the demo), only events of
+        this node (and events of no node, such as Twisted's) are written.
     """
 
     name = "cluster-log"
 
-    def __init__(self, path, debug=False, publisher=globalLogPublisher):
+    def __init__(self, path, debug=False, publisher=globalLogPublisher, node=None):
         self.path = path
         self.debug = debug
+        self.node = node
         self._publisher = publisher
         self._file = None
         self._observer = None
@@ -171,10 +195,11 @@ class ClusterLogService(Service):
         self.path.parent().makedirs(ignoreExistingDirectory=True)
         self._file = WazuhDailyLogFile.fromFullPath(self.path.path)
         os.chmod(self.path.path, 0o660)
+        predicates = [levelPredicate(self.debug)]
+        if self.node is not None:
+            predicates.append(nodePredicate(self.node))
         self._observer = FilteringLogObserver(
-            FileLogObserver(self._file, formatClusterEvent),
-            [levelPredicate(self.debug)],
-        )
+            FileLogObserver(self._file, formatClusterEvent), predicates)
         self._publisher.addObserver(self._observer)
         super().startService()
 

@@ -65,7 +65,8 @@ class _StartupNotes(Service):
     def __init__(self, config, nodeType):
         self.config = config
         self.nodeType = nodeType
-        self.log = ClusterLogger("Cluster", "Main", namespace="wazuhcluster.tap")
+        self.log = ClusterLogger("Cluster", "Main", namespace="wazuhcluster.tap",
+                                 node=config.node_name)
 
     def startService(self):
         super().startService()

@@ -19,7 +19,6 @@ from wazuhcluster.commands import (
     KeepAlive,
 )
 from wazuhcluster.health import WorkerStatus
-from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.results import ResultStore
 from wazuhcluster import tls
 
@@ -53,7 +52,7 @@ class MasterConnection(amp.AMP):
         self.version = None
         self.status = WorkerStatus()
         self.results = ResultStore()
-        self.log = ClusterLogger("Worker", "Main", namespace="wazuhcluster.master")
+        self.log = master.log.withTag("Worker")
         self._helloDeadline = None
         self.replaced = False
         #: Responders of the master's features for this connection

@@ -6,7 +6,6 @@ The master's keep-alive checker: drops workers that stopped talking.
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from wazuhcluster.logs import ClusterLogger
 
 
 class KeepAliveChecker(Service):
@@ -20,7 +19,7 @@ class KeepAliveChecker(Service):
 
     def __init__(self, master):
         self.master = master
-        self.log = ClusterLogger("Master", "Keep alive", namespace="wazuhcluster.master")
+        self.log = master.log.withSubtag("Keep alive")
         self._loop = None
 
     def startService(self):

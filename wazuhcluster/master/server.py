@@ -97,7 +97,8 @@ class MasterService(MultiService):
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.workers = {}
-        self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master")
+        self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master",
+                                 node=config.node_name)
         self.control = MasterControlHandler(self)
         self.listener = None
         self.agents = None
@@ -126,7 +127,7 @@ class MasterService(MultiService):
         return ConnectionLimiter(
             tlsFactory,
             self.items.master["max_connections_per_address"],
-            ClusterLogger("Master", "Main", namespace="wazuhcluster.master"),
+            self.log,
         )
 
     def addListeners(self):
@@ -137,9 +138,11 @@ class MasterService(MultiService):
         bind = self.config.bind_addr
         endpointType = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
         endpoint = endpointType(self.reactor, self.config.port, interface=bind)
-        self.listener = ListeningService(endpoint, self.buildFactory(), self._serving)
+        self.listener = ListeningService(endpoint, self.buildFactory(), self._serving,
+                                         log=self.log)
         self.listener.setServiceParent(self)
-        ControlServer(self.home.controlSocket, self.control, self.reactor).setServiceParent(self)
+        ControlServer(self.home.controlSocket, self.control, self.reactor,
+                      log=self.log.withTag("Local Server")).setServiceParent(self)
 
     def _serving(self, port):
         address = port.getHost()

@@ -121,7 +121,7 @@ class WorkerService(MultiService):
         self.jitter = jitter
         self.connection = None
         self.log = ClusterLogger(f"Worker {config.node_name}", "Main",
-                                 namespace="wazuhcluster.worker")
+                                 namespace="wazuhcluster.worker", node=config.node_name)
         self.keepAlive = KeepAliveSender(self)
         self.tasks = [self.keepAlive]
         self.features = []
@@ -169,8 +169,8 @@ class WorkerService(MultiService):
         """
         Add the local control socket.
         """
-        ControlServer(self.home.controlSocket, WorkerControlHandler(self),
-                      self.reactor).setServiceParent(self)
+        ControlServer(self.home.controlSocket, WorkerControlHandler(self), self.reactor,
+                      log=self.log.withTag("Local Server")).setServiceParent(self)
 
     # -- connecting ------------------------------------------------------------
 
