@@ -1,0 +1,242 @@
+# -*- test-case-name: tests.test_integrity_sync -*-
+"""
+Integrity sync between a master and workers, in memory over real TLS: the
+worker ends with exactly the master's synced files, never a half-written
+one.
+"""
+
+import hashlib
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.commands import MAX_CHUNK
+
+from tests.cluster import InMemoryCluster
+from tests.test_hello import LogCapture
+
+INTERVALS = {
+    "worker": {"sync_integrity": 9, "keep_alive": 60},
+    "master": {"recalculate_integrity": 8},
+}
+
+MASTER_FILES = {
+    "etc/client.keys": b"001 agent1 any " + b"a" * 64 + b"\n",
+    "etc/shared/default/agent.conf": b"<agent_config>\n</agent_config>\n",
+    "etc/shared/default/merged.mg": b"#default\n",
+    "etc/shared/web/agent.conf": b"<agent_config><localfile/></agent_config>\n",
+    "etc/shared/web/sca_web.yml": b"policy: web\n",
+    "etc/rules/local_rules.xml": b"<group name='local'/>\n",
+    "etc/decoders/local_decoder.xml": b"<decoder name='local'/>\n",
+    "etc/lists/audit-keys": b"key1:value\n",
+    "var/multigroups/3b00ee98/merged.mg": b"#multi\n",
+}
+
+
+def write(home, relpath, data):
+    path = home.child(relpath)
+    path.parent().makedirs(ignoreExistingDirectory=True)
+    path.setContent(data)
+
+
+def syncedFiles(home):
+    """
+    The synced files of C{home}: C{{relpath: (bytes, mode)}}.
+    """
+    found = {}
+    for item in ("etc/client.keys", "etc/shared", "etc/rules", "etc/decoders", "etc/lists",
+                 "var/multigroups"):
+        base = home.child(item)
+        if base.isfile():
+            paths = [base]
+        elif base.isdir():
+            paths = [p for p in base.walk() if p.isfile()]
+        else:
+            paths = []
+        for path in paths:
+            relpath = "/".join(path.segmentsFrom(home.root))
+            found[relpath] = (path.getContent(), os.stat(path.path).st_mode & 0o777)
+    return found
+
+
+class IntegritySyncTests(SynchronousTestCase):
+    """
+    Workers converge to the master's files.
+    """
+
+    def setUp(self):
+        self.logs = LogCapture(self)
+        self.cluster = InMemoryCluster(self, intervals=INTERVALS)
+        for relpath, data in MASTER_FILES.items():
+            write(self.cluster.masterHome, relpath, data)
+        self.integrity = self.cluster.master.features[0]
+        self.integrity.local.rescanNow()
+        self.cluster.network.flush()
+
+    def startWorkers(self, *names):
+        workers = [self.cluster.addWorker(name) for name in names]
+        self.cluster.network.advance(1)
+        return workers
+
+    def assertIdentical(self, worker):
+        """
+        C{worker} holds exactly the master's synced files (excluded ones
+        aside), with the items' modes.
+        """
+        fileset = worker.items.fileset
+
+        def synced(home):
+            return {path: found for path, found in syncedFiles(home).items()
+                    if not fileset.isExcluded(path.rsplit("/", 1)[-1])}
+
+        master = {path: data for path, (data, mode) in synced(self.cluster.masterHome).items()}
+        mine = synced(worker.home)
+        self.assertEqual({path: data for path, (data, mode) in mine.items()}, master)
+        for relpath, (data, mode) in mine.items():
+            expected = 0o640 if relpath == "etc/client.keys" else 0o660
+            self.assertEqual(mode, expected, relpath)
+
+    def masterChanged(self, seconds=1):
+        self.integrity.local.trigger()
+        self.cluster.network.advance(seconds)
+
+    def test_freshWorkersGetEverything(self):
+        """
+        New workers receive every synced file with the item's mode
+        (client.keys 0640, the others 0660), and both sides log the
+        original's lines.
+        """
+        one, two = self.startWorkers("worker1", "worker2")
+        self.assertIdentical(one)
+        self.assertIdentical(two)
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Integrity sync] Files to create in worker: 9 | "
+            "Files to update in worker: 0 | Files to delete in worker: 0"), self.logs.lines())
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker2] [Integrity sync] Files to create: 9 | Files to update: 0 | "
+            "Files to delete: 0"))
+        self.assertTrue(self.logs.contains("[Worker worker1] [Integrity sync] Finished in"))
+
+    def test_inSyncIsOneRoundTrip(self):
+        """
+        A worker already in sync learns it from the digests alone: "Sync not
+        required.", no manifest, no files.
+        """
+        worker, = self.startWorkers("worker1")
+        before = len(self.logs.lines())
+        self.cluster.network.advance(9)
+        fresh = self.logs.lines()[before:]
+        self.assertTrue(any("[Worker worker1] [Integrity check] Finished in" in line
+                            and "Sync not required." in line for line in fresh), fresh)
+        self.assertFalse(any("[Integrity sync]" in line for line in fresh))
+
+    def test_changesReachWorkers(self):
+        """
+        Files added, changed and deleted on the master, in every item, reach
+        every worker as soon as the master rescans (it announces its new
+        digest; workers do not wait for their timer).
+        """
+        one, two = self.startWorkers("worker1", "worker2")
+        home = self.cluster.masterHome
+        write(home, "etc/rules/new_rules.xml", b"<group name='new'/>\n")
+        write(home, "etc/client.keys", MASTER_FILES["etc/client.keys"] + b"002 b any " + b"b" * 64 + b"\n")
+        write(home, "etc/shared/db/agent.conf", b"<agent_config/>\n")
+        write(home, "etc/lists/big-list", os.urandom(5 * MAX_CHUNK))
+        home.child("etc/decoders/local_decoder.xml").remove()
+        home.child("var/multigroups/3b00ee98/merged.mg").setContent(b"#changed\n")
+        self.masterChanged()
+        self.assertIdentical(one)
+        self.assertIdentical(two)
+
+    def test_workerChangesReverted(self):
+        """
+        A file added or edited on a worker is reverted (master always wins),
+        excluded files are never touched, and a group emptied on the master
+        disappears from the worker.
+        """
+        worker, = self.startWorkers("worker1")
+        write(worker.home, "etc/rules/rogue.xml", b"<rogue/>")
+        write(worker.home, "etc/rules/local_rules.xml", b"<edited/>")
+        write(worker.home, "etc/shared/ar.conf", b"restart-ossec0 - restart-ossec.sh - 0\n")
+        write(worker.home, "etc/rules/notes.swp", b"swap")
+        self.cluster.network.advance(9)
+        self.assertIdentical(worker)
+        self.assertEqual(worker.home.child("etc/shared/ar.conf").getContent(),
+                         b"restart-ossec0 - restart-ossec.sh - 0\n")
+        self.assertEqual(worker.home.child("etc/rules/notes.swp").getContent(), b"swap")
+
+        home = self.cluster.masterHome
+        home.child("etc/shared/web").remove()
+        self.masterChanged()
+        self.assertFalse(worker.home.child("etc/shared/web").exists())
+        self.assertIdentical(worker)
+
+    def test_healthFilled(self):
+        """
+        The master fills the integrity fields of the worker's health.
+        """
+        worker, = self.startWorkers("worker1")
+        status = self.cluster.master.workers["worker1"].status.toDict()
+        self.assertTrue(status["integrity_in_sync"])
+        self.assertTrue(status["sync_integrity_free"])
+        self.assertNotEqual(status["last_check_integrity"]["date_end_master"], "n/a")
+        self.assertNotEqual(status["last_sync_integrity"]["date_end_master"], "n/a")
+        self.assertEqual(status["last_sync_integrity"]["total_files"],
+                         {"missing": 9, "shared": 0, "extra": 0})
+        write(self.cluster.masterHome, "etc/rules/more.xml", b"<more/>")
+        self.integrity.local.rescanNow()
+        self.assertFalse(self.cluster.master.workers["worker1"].status.integrity_in_sync)
+
+    def test_connectionDroppedMidTransfer(self):
+        """
+        A connection lost in the middle of a transfer leaves every worker file
+        either old or new with matching MD5, nothing staged, and the next
+        round completes the sync.
+        """
+        worker, = self.startWorkers("worker1")
+        home = self.cluster.masterHome
+        old = {path: data for path, (data, _) in syncedFiles(worker.home).items()}
+        write(home, "etc/lists/huge", os.urandom(40 * MAX_CHUNK))
+        write(home, "etc/rules/local_rules.xml", b"<group name='v2'/>\n")
+        integrity = worker.features[0]
+        received = []
+        realReceive = integrity.receive
+
+        def receiveThenDrop(session, data):
+            received.append(len(data))
+            if len(received) == 3:
+                worker.connection.transport.abortConnection()
+            return realReceive(session, data)
+
+        self.patch(integrity, "receive", receiveThenDrop)
+        self.masterChanged(seconds=0.5)
+        self.assertGreaterEqual(len(received), 3)
+        new = {path: data for path, (data, _) in syncedFiles(self.cluster.masterHome).items()}
+        for path, (data, _) in syncedFiles(worker.home).items():
+            self.assertIn(data, (old.get(path), new.get(path)), path)
+        self.assertFalse(worker.home.child("etc/lists/huge").exists())
+        staging = worker.home.staging("master")
+        self.assertEqual(staging.children() if staging.exists() else [], [])
+        self.patch(integrity, "receive", realReceive)
+        self.cluster.network.advance(20)
+        self.assertIdentical(worker)
+
+    def test_fileChangedDuringSend(self):
+        """
+        A master file that changes between the scan and the send makes the
+        worker refuse it (size/MD5 mismatch): nothing is applied, and the
+        next round (after the master's rescan) converges.
+        """
+        worker, = self.startWorkers("worker1")
+        home = self.cluster.masterHome
+        write(home, "etc/rules/local_rules.xml", b"<group name='v2'/>\n")
+        self.integrity.local.rescanNow()
+        # Same size, other bytes, and the master has not rescanned yet.
+        write(home, "etc/rules/local_rules.xml", b"<group name='v3'/>\n")
+        before = worker.home.child("etc/rules/local_rules.xml").getContent()
+        worker.features[0].check()
+        self.cluster.network.flush()
+        self.assertEqual(worker.home.child("etc/rules/local_rules.xml").getContent(), before)
+        self.assertTrue(self.logs.contains("Error synchronizing integrity"), self.logs.lines())
+        self.masterChanged(seconds=10)
+        self.assertIdentical(worker)

@@ -1,0 +1,175 @@
+# -*- test-case-name: tests.test_demo -*-
+"""
+C{wazuh-cluster demo}: a whole cluster on loopback in one process, on the
+embedded defaults.  It creates a CA, a master and N workers with sample
+rules, decoders, lists, groups and agents, runs them all, and tells the user
+what to try.
+"""
+
+import io
+import os
+import socket
+
+from twisted.application.service import MultiService
+
+from wazuhcluster.agentcli import agentAdd
+from wazuhcluster.config import loadClusterItems, readClusterConfig
+from wazuhcluster.errors import ClusterError
+from wazuhcluster.home import NodeHome
+from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.nodeinit import initNode
+from wazuhcluster import tls
+
+SAMPLE_FILES = {
+    "etc/rules/local_rules.xml": (
+        "<group name=\"local,syslog,sshd,\">\n"
+        "  <rule id=\"100001\" level=\"5\">\n"
+        "    <if_sid>5716</if_sid>\n"
+        "    <srcip>1.1.1.1</srcip>\n"
+        "    <description>sshd: authentication failed from IP 1.1.1.1.</description>\n"
+        "    <group>authentication_failed,pci_dss_10.2.4,pci_dss_10.2.5,</group>\n"
+        "  </rule>\n"
+        "</group>\n"),
+    "etc/decoders/local_decoder.xml": (
+        "<decoder name=\"local_decoder_example\">\n"
+        "  <program_name>local_decoder_example</program_name>\n"
+        "</decoder>\n"),
+    "etc/lists/audit-keys": "audit-wazuh-w:write\naudit-wazuh-r:read\naudit-wazuh-a:attribute\n",
+    "etc/shared/web/agent.conf": (
+        "<agent_config>\n"
+        "  <localfile>\n"
+        "    <location>/var/log/nginx/access.log</location>\n"
+        "    <log_format>syslog</log_format>\n"
+        "  </localfile>\n"
+        "</agent_config>\n"),
+    "etc/shared/web/sca_web_servers.yml": (
+        "policy:\n  id: \"web_servers\"\n  file: \"sca_web_servers.yml\"\n"
+        "  name: \"Web server hardening (demo)\"\n"),
+    "etc/shared/db/agent.conf": "<agent_config>\n</agent_config>\n",
+}
+
+SAMPLE_AGENTS = [("web-01", "web"), ("web-02", "web"), ("db-01", "db"), ("laptop-07", None)]
+
+
+def freePort():
+    """
+    A loopback TCP port nothing listens on right now.
+    """
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def createDemo(base, workers, port):
+    """
+    Create (or reuse) the demo's CA and homes under C{base}.
+
+    @return: the list of C{(NodeHome, node type)}, master first.
+    """
+    ca = os.path.join(base, "ca")
+    masterHome = initNode(os.path.join(base, "master"), "master", "master", ca,
+                          masterHost="127.0.0.1", port=port, bindAddr="127.0.0.1")
+    homes = [(masterHome, "master")]
+    for index in range(1, workers + 1):
+        name = f"worker{index}"
+        homes.append((initNode(os.path.join(base, name), "worker", name, ca,
+                               masterHost="127.0.0.1", port=port), "worker"))
+    for relpath, text in SAMPLE_FILES.items():
+        path = masterHome.child(relpath)
+        if not path.exists():
+            path.parent().makedirs(ignoreExistingDirectory=True)
+            path.setContent(text.encode("utf-8"))
+            path.chmod(0o660)
+    if not masterHome.clientKeys.exists() or not masterHome.clientKeys.getContent().strip():
+        for name, group in SAMPLE_AGENTS:
+            status = agentAdd(masterHome.root.path, name, group=group,
+                              out=io.StringIO(), err=io.StringIO())
+            if status != 0:
+                raise ClusterError(f"Could not register the demo agent {name}", 1)
+    return homes
+
+
+def buildDemo(homes, reactor):
+    """
+    One service running every node of the demo in this process.
+    """
+    from wazuhcluster.master.server import MasterService
+    from wazuhcluster.worker.client import WorkerService
+
+    root = MultiService()
+    for home, nodeType in homes:
+        config = readClusterConfig(home)
+        items = loadClusterItems(home)
+        identity = tls.loadNodeIdentity(home.sslDir)
+        branch = MultiService()
+        branch.setName(config.node_name)
+        ClusterLogService(home.clusterLog, node=config.node_name).setServiceParent(branch)
+        kind = MasterService if nodeType == "master" else WorkerService
+        node = kind(home, config, items, identity, reactor=reactor)
+        node.addListeners()
+        node.setServiceParent(branch)
+        branch.setServiceParent(root)
+    return root
+
+
+def instructions(base, homes, port):
+    """
+    What the user can try while the demo runs.
+    """
+    master = homes[0][0].root.path
+    worker = homes[1][0].root.path if len(homes) > 1 else master
+    return f"""\
+Demo cluster 'wazuh' is running on 127.0.0.1:{port}: master + {len(homes) - 1} worker(s) in {base}
+
+Try, in another terminal:
+  wazuh-cluster control --home {master} -l          # the nodes
+  wazuh-cluster control --home {master} -i more     # their health
+  wazuh-cluster control --home {worker} -l          # asked on a worker: forwarded to the master
+  wazuh-cluster agent list --home {worker}          # agents the worker learnt from client.keys
+  echo '<group name="demo"/>' > {master}/etc/rules/demo_rules.xml
+  ls -l {worker}/etc/rules/                          # the new rule file is already there
+  tail -f {master}/logs/cluster.log
+
+Press Ctrl-C to stop.
+"""
+
+
+def runDemo(directory, workers, port, out, err, reactor=None):
+    """
+    Create and run the demo until interrupted; return the exit status.
+    """
+    if workers < 1:
+        err.write("wazuh-cluster demo: --workers must be at least 1\n")
+        return 2
+    base = os.path.abspath(directory)
+    if len(os.path.join(base, "worker99", "queue", "cluster", "c-internal.sock")) > 107:
+        err.write(f"wazuh-cluster demo: {base} is too deep for UNIX sockets; "
+                  "use a shorter --dir\n")
+        return 2
+    port = port or _previousPort(base) or freePort()
+    homes = createDemo(base, workers, port)
+    if reactor is None:
+        from twisted.internet import reactor
+    service = buildDemo(homes, reactor)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    out.write(instructions(base, homes, port))
+    out.flush()
+    reactor.run()
+    return 0
+
+
+def _previousPort(base):
+    """
+    The port of an existing demo under C{base}, so that re-running it keeps
+    the homes valid.
+    """
+    home = NodeHome.fromPath(os.path.join(base, "master"))
+    if not home.ossecConf.exists():
+        return None
+    try:
+        return readClusterConfig(home).port
+    except ClusterError:
+        return None
