@@ -69,6 +69,7 @@ class MasterControlHandler:
             "get_nodes": self.getNodes,
             "get_health": self.getHealth,
             "get_agents": self.getAgents,
+            "refresh_agent_groups": lambda arguments: self.master.agents.refreshGroups(arguments),
         }.get(request)
         if method is None:
             raise ControlFailed(f"Error 3038 - Unknown control request {request!r}")

@@ -1,0 +1,625 @@
+# -*- test-case-name: tests.test_agent_sync -*-
+"""
+Tests for agent sync in a deterministic in-memory cluster: agent info
+flowing from workers to the master, agent-group assignments flowing from the
+master's cache to every worker, and the health and control answers they
+fill.
+
+The in-memory cluster runs on a L{Clock}, so the agent features use the
+blocking agent database (see L{wazuhcluster.agentsync.openAgentDatabase}):
+every database L{Deferred} has fired when returned.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.agentsync import (
+    MalformedChunk,
+    decodeAgentGroups,
+    decodeAgentInfo,
+    encodeItem,
+    packChunks,
+)
+from wazuhcluster.clientkeys import ClientKey, formatAgentId, writeClientKeys
+from wazuhcluster.commands import (
+    MAX_CHUNK,
+    RequestFullAgentGroups,
+    SendAgentGroups,
+    SendAgentInfo,
+    SyncAborted,
+)
+from wazuhcluster.master.local_agent_groups import GroupCache
+from wazuhcluster.master import server as master_server
+from wazuhcluster.master.agents import makeMasterAgents
+from wazuhcluster.worker import agent_info as worker_agent_info
+from wazuhcluster.worker import client as worker_client
+from wazuhcluster.worker.agents import makeWorkerAgents
+
+from tests.cluster import InMemoryCluster
+from tests.test_hello import LogCapture
+
+INTERVALS = {
+    "worker": {"sync_agent_info": 10, "agent_groups_mismatch_limit": 3,
+               "keep_alive": 1000, "sync_integrity": 1000},
+    "master": {"sync_agent_groups": 10, "agent_group_start_delay": 5,
+               "recalculate_integrity": 1000},
+}
+
+
+def keys(count):
+    """
+    C{count} client.keys entries, IDs 001 onwards.
+    """
+    return [ClientKey(formatAgentId(n), f"agent{n}", "any", f"{n:064x}")
+            for n in range(1, count + 1)]
+
+
+class AgentSyncTestsMixin:
+    """
+    Helpers: a cluster whose nodes share one client.keys.
+    """
+
+    def setUp(self):
+        self.logs = LogCapture(self)
+        # Only the agent features: client.keys is given to every node here,
+        # not synced (the end-to-end tests cover integrity sync with it).
+        self.patch(master_server, "masterFeatures", lambda: [makeMasterAgents])
+        self.patch(worker_client, "workerFeatures", lambda: [makeWorkerAgents])
+
+    def assertNoDelayedCalls(self):
+        """
+        (Cleanup, after the cluster stopped.) No timer of the agent
+        features is left behind.
+        """
+        self.assertEqual(self.cluster.clock.getDelayedCalls(), [])
+
+    def call(self, connection, command, **arguments):
+        """
+        Call C{command} on C{connection}, move the bytes, and return its
+        outcome (an errback is attached at once, as AMP requires).
+        """
+        outcome = []
+        connection.callRemote(command, **arguments).addBoth(outcome.append)
+        self.cluster.network.flush()
+        return outcome[0]
+
+    def startCluster(self, agents=3, workers=("worker1", "worker2"), groups=None):
+        """
+        A master knowing C{agents} agents (in C{groups}: a dict ID -> group
+        list) and C{workers}, all with the same client.keys, connected.
+        """
+        self.addCleanup(self.assertNoDelayedCalls)
+        self.cluster = InMemoryCluster(self, intervals=INTERVALS)
+        self.entries = keys(agents)
+        writeClientKeys(self.cluster.masterHome.clientKeys, self.entries)
+        self.masterAgents = self.cluster.master.agents
+        self.result(self.masterAgents.reconcileClientKeys())
+        for agentId, names in (groups or {}).items():
+            self.result(self.masterDb.setAgentGroups(agentId, names))
+        for name in workers:
+            self.addWorker(name)
+        return self.cluster
+
+    def addWorker(self, name):
+        home = self.cluster.makeHome(name)
+        writeClientKeys(home.clientKeys, self.entries)
+        worker = self.cluster.addWorker(name)
+        # The master sends the first agent-groups batch right after the
+        # hello answer.
+        self.cluster.clock.advance(0)
+        self.cluster.network.flush()
+        return worker
+
+    @property
+    def masterDb(self):
+        return self.masterAgents.slot.database
+
+    def workerDb(self, name):
+        return self.cluster.workers[name].agents.slot.database
+
+    def result(self, d):
+        return self.successResultOf(d)
+
+    def advance(self, seconds):
+        self.cluster.network.advance(seconds)
+
+    def groupsOn(self, database, agentId):
+        return self.result(database.getAgent(agentId))["groups"]
+
+    def recordGroupBatches(self, name):
+        """
+        Record every agent-groups chunk worker C{name} receives:
+        C{(rows, version, hash, full, final)}.
+        """
+        receiver = self.cluster.workers[name].agents.receiver
+        original = receiver.received
+        seen = []
+
+        def received(connection, data, version, hash, full, final):
+            seen.append((decodeAgentGroups(data), version, hash, full, final))
+            return original(connection, data, version, hash, full, final)
+
+        receiver.received = received
+        return seen
+
+
+class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
+    """
+    Agent info flows from workers to the master.
+    """
+
+    def test_reportedAgentReachesMaster(self):
+        """
+        An agent reported on worker1 is stored on the master with
+        C{node_name} worker1, its OS fields, labels, version and status
+        after one C{sync_agent_info} period; agents not reported are left
+        alone; both sides log the round.
+        """
+        self.startCluster()
+        self.result(self.workerDb("worker1").reportAgent(
+            "001", status="active", os={"os_name": "Ubuntu", "os_version": "24.04"},
+            version="Wazuh v4.14.7", labels={"env": "prod"}, nodeName="worker1", now=1000))
+        self.advance(10)
+        agent = self.result(self.masterDb.getAgent("001"))
+        self.assertEqual(
+            (agent["node_name"], agent["os_name"], agent["os_version"], agent["version"],
+             agent["connection_status"], agent["labels"]),
+            ("worker1", "Ubuntu", "24.04", "Wazuh v4.14.7", "active", {"env": "prod"}))
+        other = self.result(self.masterDb.getAgent("002"))
+        self.assertEqual((other["node_name"], other["connection_status"]),
+                         (None, "never_connected"))
+        self.assertEqual(self.result(self.workerDb("worker1").agentInfoToSync()), [])
+        for line in ("INFO: [Worker worker1] [Agent-info sync] Starting.",
+                     "INFO: [Worker worker1] [Agent-info sync] Finished in 0.000s. "
+                     "Updated 1 chunks."):
+            self.assertEqual(sum(line in text for text in self.logs.lines()), 2,
+                             (line, self.logs.lines()))
+
+    def test_nothingToSend(self):
+        """
+        A worker with no marked row sends nothing and logs "No
+        synchronization required, skipping."; the master records no round.
+        """
+        self.startCluster(workers=("worker1",))
+        self.advance(10)
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Agent-info sync] No synchronization required, skipping."))
+        status = self.cluster.master.workers["worker1"].status
+        self.assertIsNone(status.agent_info.start)
+
+    def test_statusChangeTravels(self):
+        """
+        An agent reported disconnected after being active is disconnected
+        on the master after the next round.
+        """
+        self.startCluster(workers=("worker1",))
+        db = self.workerDb("worker1")
+        self.result(db.reportAgent("002", status="active", nodeName="worker1", now=100))
+        self.advance(10)
+        self.result(db.reportAgent("002", status="disconnected", nodeName="worker1", now=200))
+        self.advance(10)
+        agent = self.result(self.masterDb.getAgent("002"))
+        self.assertEqual((agent["connection_status"], agent["disconnection_time"]),
+                         ("disconnected", 200))
+
+    def test_rowChangedDuringSyncStaysMarked(self):
+        """
+        A row reported again while its chunk is on the wire is not marked
+        synced by the acknowledgement of the older version: it is sent
+        again in the next round, with the new values.
+        """
+        self.startCluster(workers=("worker1",))
+        db = self.workerDb("worker1")
+        sender = self.cluster.workers["worker1"].agents.sender
+        self.result(db.reportAgent("001", os={"os_name": "Debian"}, nodeName="worker1"))
+        d = sender.syncOnce()
+        self.assertNoResult(d)
+        self.result(db.reportAgent("001", os={"os_name": "Alpine"}, nodeName="worker1"))
+        self.cluster.network.flush()
+        self.assertEqual(self.result(d), 1)
+        self.assertEqual(self.result(self.masterDb.getAgent("001"))["os_name"], "Debian")
+        marked = self.result(db.agentInfoToSync())
+        self.assertEqual([(row["id"], row["os_name"]) for row in marked], [("001", "Alpine")])
+        d = sender.syncOnce()
+        self.cluster.network.flush()
+        self.assertEqual(self.result(d), 1)
+        self.assertEqual(self.result(db.agentInfoToSync()), [])
+        self.assertEqual(self.result(self.masterDb.getAgent("001"))["os_name"], "Alpine")
+
+    def test_unknownAgentsCountedAndIgnored(self):
+        """
+        Rows of agents the master does not know change nothing on the
+        master, are counted (logged on both sides) and are marked synced on
+        the worker once acknowledged.
+        """
+        self.startCluster(workers=("worker1",))
+        self.result(self.masterDb.removeAgent("003"))
+        db = self.workerDb("worker1")
+        self.result(db.reportAgent("001", nodeName="worker1"))
+        self.result(db.reportAgent("003", os={"os_name": "Ghost"}, nodeName="worker1"))
+        self.advance(10)
+        self.assertIsNone(self.result(self.masterDb.getAgent("003")))
+        self.assertEqual(self.result(self.masterDb.getAgent("001"))["node_name"], "worker1")
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Agent-info sync] Ignored information of 1 agents "
+            "unknown to the master."), self.logs.lines())
+        self.assertTrue(self.logs.contains("The master ignored information of 1 agents"))
+        self.assertEqual(self.result(db.agentInfoToSync()), [])
+
+    def test_manyRowsInChunksAndPages(self):
+        """
+        Hundreds of marked rows are read page by page and sent in several
+        chunks, none over L{MAX_CHUNK} bytes, the last one final; all arrive.
+        """
+        self.patch(worker_agent_info, "PAGE_SIZE", 100)
+        self.startCluster(agents=450, workers=("worker1",))
+        db = self.workerDb("worker1")
+        for n in range(1, 451):
+            self.result(db.reportAgent(formatAgentId(n), os={"os_uname": "x" * 300},
+                                       labels={"k": "v" * 100}, nodeName="worker1"))
+        sizes = []
+        connection = self.cluster.workers["worker1"].connection
+        original = connection.callRemote
+
+        def callRemote(command, **kwargs):
+            if command is SendAgentInfo:
+                sizes.append((len(kwargs["data"]), kwargs["final"]))
+            return original(command, **kwargs)
+
+        connection.callRemote = callRemote
+        self.advance(10)
+        self.assertGreater(len(sizes), 3)
+        self.assertTrue(all(size <= MAX_CHUNK for size, _ in sizes))
+        self.assertEqual([final for _, final in sizes], [False] * (len(sizes) - 1) + [True])
+        self.assertEqual(self.result(db.agentInfoToSync()), [])
+        self.assertEqual(self.result(self.masterDb.countActiveAgents("worker1")), 450)
+        status = self.cluster.master.workers["worker1"].status
+        self.assertEqual(status.agent_info.chunks, len(sizes))
+
+    def test_malformedChunkAbortedConnectionStays(self):
+        """
+        A chunk that is not JSON, or whose rows are off the format, is
+        refused with L{SyncAborted} and logged; nothing is stored, the
+        worker's connection stays registered and the round is closed.
+        """
+        self.startCluster(workers=("worker1",))
+        connection = self.cluster.workers["worker1"].connection
+        masterSide = self.cluster.master.workers["worker1"]
+        bad = [b"{not json", b'{"id": "001"}', b'[{"id": "001", "connection_status": "bogus"}]',
+               b'[{"id": "001", "connection_status": "active", "os_name": 5}]',
+               b'[{"id": "000", "connection_status": "active"}]',
+               b'[{"id": "001", "connection_status": "active", "sql": "x"}]',
+               b'[{"id": "001", "connection_status": "active", "labels": {"a": 1}}]']
+        for data in bad:
+            outcome = self.call(connection, SendAgentInfo, data=data, final=False)
+            self.assertTrue(outcome.check(SyncAborted), outcome)
+            self.assertTrue(masterSide.status.sync_agent_info_free)
+        self.assertIs(self.cluster.master.workers["worker1"], masterSide)
+        self.assertTrue(self.logs.contains(
+            "ERROR: [Worker worker1] [Agent-info sync] malformed agent-info chunk"))
+        self.assertIsNone(self.result(self.masterDb.getAgent("001"))["node_name"])
+        outcome = self.call(connection, SendAgentInfo,
+                            data=b'[{"id": "001", "connection_status": "active"}]', final=True)
+        self.assertEqual(outcome, {"updated": 1, "unknown": 0})
+
+    def test_roundKeepsFlagBusy(self):
+        """
+        C{sync_agent_info_free} is false between the first and the final
+        chunk of a round, and true again after it.
+        """
+        self.startCluster(workers=("worker1",))
+        connection = self.cluster.workers["worker1"].connection
+        status = self.cluster.master.workers["worker1"].status
+        row = b'[{"id": "001", "connection_status": "active"}]'
+        self.assertEqual(self.call(connection, SendAgentInfo, data=row, final=False),
+                         {"updated": 1, "unknown": 0})
+        self.assertFalse(status.sync_agent_info_free)
+        self.call(connection, SendAgentInfo, data=b"[]", final=True)
+        self.assertTrue(status.sync_agent_info_free)
+        self.assertEqual(status.agent_info.chunks, 1)
+
+
+class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
+    """
+    Group assignments flow from the master's cache to every worker.
+    """
+
+    def test_startDelayLogged(self):
+        """
+        The Local agent-groups task says how long it sleeps before its first
+        run, then logs its runs.
+        """
+        self.startCluster(workers=())
+        self.assertTrue(self.logs.contains(
+            "INFO: [Master] [Local agent-groups] Sleeping 5s before starting the "
+            "agent-groups task, waiting for the workers connection."))
+        self.assertFalse(self.masterAgents.localGroups.cache.loaded)
+        self.advance(5)
+        self.assertTrue(self.masterAgents.localGroups.cache.loaded)
+        self.assertTrue(self.logs.contains(
+            "INFO: [Master] [Local agent-groups] Finished in 0.000s."))
+
+    def test_defaultGroupReachesEveryWorker(self):
+        """
+        An agent first seen active with no group gets C{default} on the
+        master, and the next cache refresh brings it to every worker.
+        """
+        self.startCluster()
+        self.advance(5)
+        self.result(self.workerDb("worker1").reportAgent("002", nodeName="worker1"))
+        self.advance(10)
+        self.assertEqual(self.groupsOn(self.masterDb, "002"), ["default"])
+        self.advance(10)
+        for name in ("worker1", "worker2"):
+            self.assertEqual(self.groupsOn(self.workerDb(name), "002"), ["default"], name)
+            self.assertEqual(self.groupsOn(self.workerDb(name), "001"), [], name)
+
+    def test_cacheVersioning(self):
+        """
+        A connecting worker gets the whole table (C{full}); afterwards only
+        the assignments changed since its acknowledged version are sent,
+        with the cache's version and hash on the final chunk; a worker that
+        is up to date gets nothing.
+        """
+        self.startCluster(agents=5, groups={"001": ["g1"], "002": ["g2", "g1"]})
+        seen = self.recordGroupBatches("worker1")
+        self.advance(5)
+        self.assertEqual(len(seen), 1)
+        rows, version, hash, full, final = seen[0]
+        self.assertEqual((full, final), (True, True))
+        self.assertEqual(rows, [("001", ["g1"], 1), ("002", ["g2", "g1"], 2)])
+        self.assertEqual(self.groupsOn(self.workerDb("worker1"), "002"), ["g2", "g1"])
+        self.assertEqual(hash, self.result(self.masterDb.globalGroupHash()))
+
+        self.advance(30)
+        self.assertEqual(len(seen), 1, "nothing is sent to a worker that is up to date")
+
+        self.result(self.masterDb.setAgentGroups("004", ["g4"]))
+        self.advance(10)
+        self.assertEqual(len(seen), 2)
+        rows, version, hash, full, final = seen[1]
+        self.assertEqual((rows, version, full, final), ([("004", ["g4"], 3)], 3, False, True))
+        self.assertEqual(hash, self.result(self.workerDb("worker1").globalGroupHash()))
+        state = self.masterAgents.sender.workers["worker1"]
+        self.assertEqual(state.acked, 3)
+
+        self.addWorker("worker3")
+        seen3 = self.recordGroupBatches("worker3")
+        self.assertEqual(self.groupsOn(self.workerDb("worker3"), "004"), ["g4"])
+        self.assertEqual(self.groupsOn(self.workerDb("worker3"), "001"), ["g1"])
+        self.advance(10)
+        self.assertEqual(seen3, [], "worker3 got its full table when it connected")
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker3] [Agent-groups send full] Finished in 0.000s. "
+            "Updated 1 chunks."), self.logs.lines())
+
+    def test_groupChangeReachesEveryWorker(self):
+        """
+        C{setAgentGroups} on the master reaches every worker at the next
+        refresh; a refresh requested through control does it at once.
+        """
+        self.startCluster()
+        self.advance(5)
+        self.result(self.masterDb.setAgentGroups("003", ["web", "db"]))
+        answer = self.result(self.cluster.master.control.answer("refresh_agent_groups", "{}"))
+        self.assertEqual(json.loads(answer), {"refreshed": True})
+        self.cluster.network.flush()
+        for name in ("worker1", "worker2"):
+            self.assertEqual(self.groupsOn(self.workerDb(name), "003"), ["web", "db"])
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker2] [Agent-groups recv] Finished in 0.000s. Updated 1 chunks."))
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker2] [Agent-groups send] Starting."))
+
+    def test_bigTableInChunks(self):
+        """
+        A full table of 6000 assignments travels in several chunks of at
+        most L{MAX_CHUNK} bytes and is applied whole.
+        """
+        self.startCluster(agents=6000, workers=())
+        self.result(self.masterAgents.refreshGroups())
+        for n in range(1, 6001):
+            self.result(self.masterDb.setAgentGroups(formatAgentId(n), ["default", f"g{n % 7}"]))
+        self.result(self.masterAgents.refreshGroups())
+        self.addWorker("worker1")
+        self.cluster.network.flush()
+        self.assertGreater(self.masterAgents.sender.workers["worker1"].connection
+                           .status.agent_groups_full.chunks, 1)
+        self.assertEqual(self.result(self.workerDb("worker1").globalGroupHash()),
+                         self.masterAgents.localGroups.cache.hash)
+        self.assertEqual(self.groupsOn(self.workerDb("worker1"), "5999"),
+                         ["default", f"g{5999 % 7}"])
+
+    def test_mismatchLeadsToFullSync(self):
+        """
+        A worker whose assignments drifted reports a hash mismatch after
+        each incremental batch (debug C{Checksum comparison failed (n/3).});
+        at the limit it asks for the whole table, the master sends it
+        (C{Agent-groups send full}) and the drift is repaired.
+        """
+        self.startCluster(agents=6, groups={"001": ["g1"]})
+        self.advance(5)
+        worker = self.workerDb("worker1")
+        self.result(worker.setAgentGroups("001", ["drift"]))
+        for n, agentId in enumerate(["002", "003", "004"], 1):
+            self.result(self.masterDb.setAgentGroups(agentId, ["g2"]))
+            self.advance(10)
+            if n < 3:
+                self.assertTrue(self.logs.contains(
+                    f"DEBUG: [Worker worker1] [Agent-groups recv] Checksum comparison "
+                    f"failed ({n}/3)."), self.logs.lines())
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Agent-groups recv] Sent request to obtain all "
+            "agent-groups information from the master node."))
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Agent-groups send full] Starting."))
+        self.assertTrue(self.logs.contains(
+            "INFO: [Worker worker1] [Agent-groups recv full] Finished in"))
+        self.assertEqual(self.groupsOn(worker, "001"), ["g1"])
+        self.assertEqual(self.result(worker.globalGroupHash()),
+                         self.result(self.masterDb.globalGroupHash()))
+        self.assertEqual(self.cluster.workers["worker1"].agents.receiver.mismatches, 0)
+        self.assertFalse(self.logs.contains(
+            "[Worker worker2] [Agent-groups recv] Sent request"))
+
+    def test_removedAgentReloadsCache(self):
+        """
+        An agent removed on the master (which changes no group version)
+        disappears from the cache at the next refresh, whose hash again
+        equals the database's.
+        """
+        self.startCluster(groups={"001": ["g1"], "002": ["g2"]})
+        self.advance(5)
+        self.result(self.masterDb.removeAgent("002"))
+        self.advance(10)
+        cache = self.masterAgents.localGroups.cache
+        self.assertIsNone(cache.groupsOf("002"))
+        self.assertEqual(cache.hash, self.result(self.masterDb.globalGroupHash()))
+
+    def test_assignmentBeforeClientKeys(self):
+        """
+        An assignment for an agent the worker's client.keys does not list
+        yet is kept aside and applied when C{clientKeysChanged} adds it.
+        """
+        self.startCluster(agents=2, workers=("worker1",))
+        self.advance(5)
+        worker = self.cluster.workers["worker1"]
+        masterEntries = keys(3)
+        writeClientKeys(self.cluster.masterHome.clientKeys, masterEntries)
+        self.result(self.masterAgents.reconcileClientKeys())
+        self.result(self.masterDb.setAgentGroups("003", ["late"]))
+        self.advance(10)
+        self.assertIsNone(self.result(self.workerDb("worker1").getAgent("003")))
+        writeClientKeys(worker.home.clientKeys, masterEntries)
+        added, removed = self.result(worker.agents.clientKeysChanged())
+        self.assertEqual((added, removed), (["003"], []))
+        self.assertEqual(self.groupsOn(self.workerDb("worker1"), "003"), ["late"])
+        writeClientKeys(worker.home.clientKeys, masterEntries[:1])
+        self.assertEqual(self.result(worker.agents.clientKeysChanged()), ([], ["002", "003"]))
+
+    def test_malformedGroupsChunk(self):
+        """
+        A malformed agent-groups chunk is refused by the worker with
+        L{SyncAborted}; the connection stays.
+        """
+        self.startCluster(workers=("worker1",))
+        connection = self.cluster.master.workers["worker1"]
+        for data in [b"nope", b'[["001", "g1", 1]]', b'[["001", ["g1"], -1]]',
+                     b'[["000", ["g1"], 1]]', b'[["001", ["bad/name"], 1]]']:
+            outcome = self.call(connection, SendAgentGroups, data=data, version=1, hash=None,
+                                full=False, final=True)
+            self.assertTrue(outcome.check(SyncAborted), outcome)
+        self.assertIs(self.cluster.master.workers["worker1"], connection)
+        self.assertIsNot(self.cluster.workers["worker1"].connection, None)
+
+
+class HealthAndControlTests(AgentSyncTestsMixin, SynchronousTestCase):
+    """
+    The agent parts of C{get_health} and C{get_agents}.
+    """
+
+    def control(self, request, arguments=None):
+        d = self.cluster.master.control.answer(request, json.dumps(arguments or {}))
+        return json.loads(self.result(d))
+
+    def test_healthFieldsFilled(self):
+        """
+        After agent info and group rounds, the worker's status has every
+        agent field filled, and C{n_active_agents} counts its active agents.
+        """
+        self.startCluster(workers=("worker1",), groups={"001": ["g1"]})
+        self.result(self.workerDb("worker1").reportAgent("001", nodeName="worker1"))
+        self.result(self.workerDb("worker1").reportAgent("002", nodeName="worker1"))
+        self.advance(5)
+        self.result(self.masterDb.setAgentGroups("003", ["g3"]))
+        self.advance(10)
+        self.assertEqual(self.call(self.cluster.workers["worker1"].connection,
+                                   RequestFullAgentGroups), {})
+        self.cluster.network.flush()
+        health = self.control("get_health")
+        node = health["nodes"]["worker1"]
+        self.assertEqual(node["info"]["n_active_agents"], 2)
+        status = node["status"]
+        self.assertTrue(status["sync_agent_info_free"])
+        for block, start, end in [("last_sync_agentinfo", "date_start_master", "date_end_master"),
+                                  ("last_sync_agentgroup", "date_start", "date_end"),
+                                  ("last_sync_full_agentgroup", "date_start", "date_end")]:
+            self.assertNotEqual(status[block][start], "n/a", block)
+            self.assertNotEqual(status[block][end], "n/a", block)
+            self.assertGreaterEqual(status[block]["n_synced_chunks"], 1, block)
+
+    def test_agentsListedWithFilters(self):
+        """
+        C{get_agents} lists the master's agents with the DESIGN.md fields;
+        C{node_names} and C{statuses} filter them; an unknown status is an
+        error.
+        """
+        self.startCluster(workers=("worker1", "worker2"))
+        self.result(self.workerDb("worker1").reportAgent("001", nodeName="worker1"))
+        self.result(self.workerDb("worker2").reportAgent("002", status="disconnected",
+                                                         nodeName="worker2"))
+        self.advance(10)
+        agents = self.control("get_agents")["agents"]
+        self.assertEqual([a["id"] for a in agents], ["001", "002", "003"])
+        self.assertEqual(set(agents[0]), {"id", "name", "ip", "status", "version", "node_name",
+                                          "groups", "os_name", "os_version", "last_keepalive"})
+        self.assertEqual([a["id"] for a in self.control(
+            "get_agents", {"node_names": ["worker2"]})["agents"]], ["002"])
+        self.assertEqual([a["id"] for a in self.control(
+            "get_agents", {"statuses": ["active", "never_connected"]})["agents"]], ["001", "003"])
+        d = self.cluster.master.control.answer("get_agents", json.dumps({"statuses": ["zzz"]}))
+        self.assertIn("Invalid agent status", str(self.failureResultOf(d).value))
+
+
+class WireTests(SynchronousTestCase):
+    """
+    The chunk format helpers.
+    """
+
+    def test_packChunksRespectsLimit(self):
+        """
+        L{packChunks} never builds a chunk over the limit, keeps every item
+        in order, and each chunk is a JSON array of its items.
+        """
+        items = [[formatAgentId(n), ["g" * (n % 50)], n] for n in range(1, 2000)]
+        chunks = packChunks(((item, encodeItem(item)) for item in items), limit=1000)
+        self.assertTrue(all(len(data) <= 1000 for _, data in chunks))
+        self.assertEqual([i for part, _ in chunks for i in part], items)
+        for part, data in chunks:
+            self.assertEqual(json.loads(data), part)
+
+    def test_decodeRejects(self):
+        """
+        The decoders refuse documents off the format with
+        L{MalformedChunk}, and accept well-formed ones.
+        """
+        for data in [b"\xff", b"{}", b'[1]', b'[{"id": 1, "connection_status": "active"}]']:
+            self.assertRaises(MalformedChunk, decodeAgentInfo, data)
+        for data in [b"[[1, [], 1]]", b'[["001", [], true]]', b'[["001", [1], 1]]', b"[[]]"]:
+            self.assertRaises(MalformedChunk, decodeAgentGroups, data)
+        self.assertEqual(decodeAgentGroups(b'[["7", ["a"], 3]]'), [("007", ["a"], 3)])
+
+    def test_cacheHashMatchesDatabase(self):
+        """
+        The cache's hash uses the database's formula, and C{changesSince}
+        returns only newer assignments, each agent once with its latest
+        version.
+        """
+        db = AgentDatabase.openBlocking(
+            __import__("twisted.python.filepath", fromlist=["FilePath"]).FilePath(
+                self.mktemp()).child("global.db"), managerName="m")
+        self.addCleanup(db.close)
+        for n in range(1, 13):
+            self.successResultOf(db.addAgent(formatAgentId(n), f"a{n}", "any", "k"))
+        for n in range(1, 13, 2):
+            self.successResultOf(db.setAgentGroups(formatAgentId(n), ["x", f"y{n}"]))
+        self.successResultOf(db.setAgentGroups("001", ["z"]))
+        cache = GroupCache()
+        rows, version = self.successResultOf(db.groupChangesSince(0))
+        cache.replace(rows, version)
+        self.assertEqual(cache.hash, self.successResultOf(db.globalGroupHash()))
+        self.assertEqual([(r[0], r[2]) for r in cache.changesSince(5)],
+                         [("011", 6), ("001", 7)])
+        self.assertEqual(len(cache.everything()), 6)

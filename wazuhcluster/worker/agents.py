@@ -1,0 +1,125 @@
+# -*- test-case-name: tests.test_agent_sync -*-
+"""
+The worker's agents feature: owns the worker's agent database, keeps it in
+line with the synced C{client.keys}, and runs the worker's two agent tasks
+(Agent-info sync send, Agent-groups recv).
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import DeferredLock, maybeDeferred
+
+from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase
+from wazuhcluster.clientkeys import readClientKeys
+from wazuhcluster.worker.agent_groups_recv import AgentGroupsReceiver
+from wazuhcluster.worker.agent_info import AgentInfoSender
+
+
+class WorkerAgents(Service):
+    """
+    The agents feature of a L{wazuhcluster.worker.client.WorkerService}
+    (installed as C{worker.agents}).
+
+    @ivar slot: the L{DatabaseSlot} of the worker's agent database.
+    @ivar sender: the L{AgentInfoSender}.
+    @ivar receiver: the L{AgentGroupsReceiver}.
+    """
+
+    name = "agents"
+
+    def __init__(self, worker, database=None):
+        """
+        @param database: an already open
+            L{wazuhcluster.agentdb.AgentDatabase} to use (and not close)
+            instead of opening C{queue/db/global.db} at start.
+        """
+        self.worker = worker
+        self.log = worker.log
+        self.slot = DatabaseSlot()
+        self._injected = database
+        self._reconciling = DeferredLock()
+        self.sender = AgentInfoSender(worker, self.slot.get)
+        self.receiver = AgentGroupsReceiver(worker, self.slot.get)
+        worker.agents = self
+
+    def startService(self):
+        super().startService()
+        if self._injected is not None:
+            d = maybeDeferred(lambda: self._injected)
+        else:
+            d = openAgentDatabase(self.worker.home.globalDb, self.worker.reactor,
+                                  self.worker.config.node_name)
+        d.addCallbacks(self.slot.opened, self._openFailed)
+        d.addCallback(lambda _: self.clientKeysChanged())
+
+    def stopService(self):
+        super().stopService()
+        self.sender.stop()
+        if self._injected is None:
+            return self.slot.close()
+        return None
+
+    def _openFailed(self, failure):
+        self.log.error("Could not open the agent database: {error}",
+                       error=failure.getErrorMessage())
+        self.slot.failed(failure)
+
+    # -- feature hooks -----------------------------------------------------------
+
+    def locatorFor(self, connection):
+        return self.receiver.locatorFor(connection)
+
+    def start(self, connection):
+        self.receiver.start(connection)
+        self.sender.start(connection)
+
+    def stop(self):
+        self.sender.stop()
+        self.receiver.stop()
+
+    # -- client.keys -------------------------------------------------------------
+
+    def clientKeysChanged(self):
+        """
+        A new C{client.keys} is in place: bring the agent database in line
+        with it (new agents added, removed ones deleted, assignments that
+        arrived before their agent applied). Runs one at a time.
+
+        @return: a L{Deferred} firing with C{(added, removed)} (two lists
+            of IDs), or L{None} if it failed (logged).
+        """
+        return self._reconciling.run(self._reconcile)
+
+    def _reconcile(self):
+        keysPath = self.worker.home.clientKeys
+        d = self.slot.get()
+
+        def read(database):
+            d = self.worker.runInThread(readClientKeys, keysPath)
+            return d.addCallback(lambda result: (database, result))
+
+        def reconcile(found):
+            database, (entries, problems) = found
+            for problem in problems:
+                self.log.warn("{path}: {problem}", path=keysPath.path, problem=problem)
+            return database.reconcileClientKeys(entries)
+
+        def reconciled(result):
+            added, removed = result
+            if added or removed:
+                self.log.info("Agent database updated from client.keys: {added} added, "
+                              "{removed} removed.", added=len(added), removed=len(removed))
+            return result
+
+        def failed(failure):
+            self.log.error("Could not reconcile client.keys: {error}",
+                           error=failure.getErrorMessage())
+            return None
+
+        return d.addCallback(read).addCallback(reconcile).addCallbacks(reconciled, failed)
+
+
+def makeWorkerAgents(worker):
+    """
+    The feature factory of L{wazuhcluster.worker.features.workerFeatures}.
+    """
+    return WorkerAgents(worker)
