@@ -248,3 +248,172 @@ class EndToEndTests(TestCase):
         lines = (out + err).decode().strip().splitlines()
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("is the home of master node 'master'", lines[0])
+
+
+# ---------------------------------------------------------------------------
+# Agents end to end
+
+
+from twisted.python.failure import Failure  # noqa: E402
+
+from wazuhcluster.agentdb import AgentDatabase  # noqa: E402
+
+AGENTS_FAST = {
+    "worker": dict(FAST["worker"], sync_agent_info=1, sync_integrity=1),
+    "master": dict(FAST["master"], sync_agent_groups=1, agent_group_start_delay=1,
+                   recalculate_integrity=1),
+    "communication": dict(FAST["communication"]),
+}
+
+
+class AgentsEndToEndTests(TestCase):
+    """
+    Agents across a master and two workers as real processes: client.keys
+    reaches the workers through integrity sync, agent info flows to the
+    master, group assignments flow to every worker.
+    """
+
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def agents(self, cluster, name):
+        """
+        The agents C{name}'s C{agent list --json} shows, by ID.
+        """
+        out, err, status = yield cluster.cli("agent", "list", "--home",
+                                             cluster.homes[name].root.path, "--json")
+        self.assertEqual(status, 0, err)
+        return {agent["id"]: agent for agent in json.loads(out)["agents"]}
+
+    @defer.inlineCallbacks
+    def agentCli(self, cluster, *argv):
+        out, err, status = yield cluster.cli("agent", *argv)
+        self.assertEqual(status, 0, err)
+        return out.decode().strip()
+
+    def waitForAgents(self, cluster, names, predicate, timeout=30):
+        """
+        Wait until C{predicate(agents)} holds for the agent list of every
+        node in C{names}.
+        """
+        @defer.inlineCallbacks
+        def check():
+            for name in names:
+                agents = yield self.agents(cluster, name)
+                if not predicate(agents):
+                    return False
+            return True
+
+        return cluster.waitFor(check, timeout=timeout)
+
+    @defer.inlineCallbacks
+    def test_agentsAcrossTheCluster(self):
+        """
+        Agents added on the master appear in every worker's C{agent list};
+        an agent reported on worker1 shows on the master with node_name
+        worker1, its OS fields, version, labels and status, and gets group
+        C{default} on the master and every worker; a report for an agent the
+        master does not know changes nothing there and is counted;
+        C{agent group --set} reaches every worker; a worker that was down
+        catches up after reconnecting; the master's health and C{control -a}
+        show it all.
+        """
+        cluster = ClusterProcesses(self, intervals=AGENTS_FAST)
+        master = cluster.homes["master"]
+        master.shared.child("web").makedirs()
+        master.shared.child("web").child("agent.conf").setContent(b"<agent_config/>\n")
+        for name in ("master", "worker1", "worker2"):
+            cluster.start(name)
+        everyone = ("master", "worker1", "worker2")
+
+        ids = []
+        for agentName in ("web01", "db01", "ghost01"):
+            ids.append((yield self.agentCli(cluster, "add", "--home", master.root.path,
+                                            "--name", agentName)))
+        self.assertEqual(ids, ["001", "002", "003"])
+        yield self.waitForAgents(cluster, everyone,
+                                 lambda agents: sorted(agents) == ["001", "002", "003"])
+
+        yield self.agentCli(cluster, "report", "--home", cluster.homes["worker1"].root.path,
+                            "--id", "001", "--status", "active", "--os-name", "Ubuntu",
+                            "--os-version", "24.04", "--version", "Wazuh v4.14.7",
+                            "--label", "env=prod", "--label", "team=blue")
+        yield self.waitForAgents(cluster, ["master"], lambda agents: agents["001"]["node_name"]
+                                 == "worker1")
+        agent = (yield self.agents(cluster, "master"))["001"]
+        self.assertEqual(
+            (agent["status"], agent["os_name"], agent["os_version"], agent["version"]),
+            ("active", "Ubuntu", "24.04", "Wazuh v4.14.7"))
+        self.assertIsNotNone(agent["last_keepalive"])
+        database = AgentDatabase.openBlocking(master.globalDb)
+        self.addCleanup(database.close)
+        self.assertEqual(_fired(database.getAgent("001"))["labels"],
+                         {"env": "prod", "team": "blue"})
+
+        # First seen active with no group: `default`, on every node.
+        yield self.waitForAgents(cluster, everyone,
+                                 lambda agents: agents["001"]["groups"] == ["default"])
+
+        # The master forgets agent 003 (its row only; client.keys, hence the
+        # workers, still list it): worker2's report of it is counted and
+        # ignored.
+        _fired(database.removeAgent("003"))
+        yield self.agentCli(cluster, "report", "--home", cluster.homes["worker2"].root.path,
+                            "--id", "003", "--os-name", "Ghost")
+        yield cluster.waitFor(lambda: "[Worker worker2] [Agent-info sync] Ignored information "
+                              "of 1 agents unknown to the master." in cluster.log("master"))
+        self.assertIsNone(_fired(database.getAgent("003")))
+        self.assertIn("[Agent-info sync] The master ignored information of 1 agents",
+                      cluster.log("worker2"))
+
+        yield self.agentCli(cluster, "group", "--home", master.root.path, "--id", "002",
+                            "--set", "web,default")
+        yield self.waitForAgents(cluster, everyone,
+                                 lambda agents: agents["002"]["groups"] == ["web", "default"])
+
+        # worker2 goes down, misses changes, and catches up.
+        yield cluster.kill("worker2")
+        yield self.agentCli(cluster, "group", "--home", master.root.path, "--id", "001",
+                            "--set", "web")
+        late = yield self.agentCli(cluster, "add", "--home", master.root.path,
+                                   "--name", "late01")
+        self.assertEqual(late, "004")
+        yield self.waitForAgents(cluster, ["worker1"],
+                                 lambda agents: agents.get("004") is not None
+                                 and agents["001"]["groups"] == ["web"])
+        cluster.start("worker2")
+        yield self.waitForAgents(cluster, ["worker2"],
+                                 lambda agents: agents.get("004") is not None
+                                 and agents["001"]["groups"] == ["web"]
+                                 and agents["002"]["groups"] == ["web", "default"])
+
+        out, err, status = yield cluster.cli("control", "--home", master.root.path, "-a",
+                                             "--json", "-fn", "worker1")
+        self.assertEqual(status, 0, err)
+        self.assertEqual([a["id"] for a in json.loads(out)["agents"]], ["001"])
+        out, err, status = yield cluster.cli("control", "--home", master.root.path, "-a")
+        self.assertEqual(out.decode().splitlines()[0].split(),
+                         ["ID", "NAME", "IP", "STATUS", "VERSION", "NODE", "NAME"])
+        out, err, status = yield cluster.cli("control", "--home", master.root.path, "-i",
+                                             "--json")
+        health = json.loads(out)
+        node = health["nodes"]["worker1"]
+        self.assertEqual(node["info"]["n_active_agents"], 1)
+        for block in ("last_sync_agentinfo", "last_sync_agentgroup",
+                      "last_sync_full_agentgroup"):
+            self.assertGreaterEqual(node["status"][block]["n_synced_chunks"], 1, block)
+        self.assertNotEqual(node["status"]["last_sync_agentinfo"]["date_end_master"], "n/a")
+        self.assertIn("INFO: [Master] [Local agent-groups] Finished in", cluster.log("master"))
+        self.assertIn("INFO: [Worker worker1] [Agent-groups recv] Finished in",
+                      cluster.log("worker1"))
+
+
+def _fired(d):
+    """
+    The result of an already-fired Deferred (a blocking agent database's).
+    """
+    results = []
+    d.addBoth(results.append)
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]

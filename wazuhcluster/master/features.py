@@ -8,4 +8,7 @@ def masterFeatures():
     """
     The feature factories every master runs, in start order.
     """
-    return []
+    from wazuhcluster.master.agents import makeMasterAgents
+    from wazuhcluster.master.integrity_sync import IntegrityMaster
+
+    return [IntegrityMaster, makeMasterAgents]

@@ -8,4 +8,7 @@ def workerFeatures():
     """
     The feature factories every worker runs, in start order.
     """
-    return []
+    from wazuhcluster.worker.agents import makeWorkerAgents
+    from wazuhcluster.worker.integrity_sync import IntegrityWorker
+
+    return [IntegrityWorker, makeWorkerAgents]
