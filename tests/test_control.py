@@ -1,0 +1,217 @@
+# -*- test-case-name: tests.test_control -*-
+"""
+Tests for the control socket's requests, results in chunks, forwarding by
+workers, and C{wazuh-cluster control}'s output.
+"""
+
+import io
+import json
+
+from twisted.protocols import amp
+from twisted.python.filepath import FilePath
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.cli import run
+from wazuhcluster.commands import MAX_CHUNK, ControlFailed
+from wazuhcluster.control import ControlProtocol, WorkerControlHandler
+from wazuhcluster.controlclient import formatHealth, formatNodes, formatTable
+from wazuhcluster.health import WorkerStatus, nodeInfo
+from wazuhcluster.nodeinit import initNode
+from wazuhcluster.results import callControl
+
+from tests.cluster import InMemoryCluster
+
+
+class BigHandler:
+    """
+    Answers every request with a JSON value of C{size} bytes.
+    """
+
+    def __init__(self, size):
+        self.size = size
+
+    def answer(self, request, arguments):
+        from twisted.internet.defer import succeed
+
+        return succeed(json.dumps({"blob": "x" * self.size}).encode())
+
+
+class ResultChunkTests(SynchronousTestCase):
+    """
+    Results larger than one AMP value come back in chunks.
+    """
+
+    def test_bigResult(self):
+        """
+        A 300 kB answer arrives whole through L{callControl}.
+        """
+        client, server, pump = connectedServerAndClient(
+            lambda: ControlProtocol(BigHandler(5 * MAX_CHUNK)), amp.AMP)
+        results = []
+        callControl(client, "get_health").addBoth(results.append)
+        pump.flush()
+        self.assertEqual(len(results[0]["blob"]), 5 * MAX_CHUNK)
+
+    def test_unknownRequest(self):
+        """
+        An unknown request is a declared error; the connection stays.
+        """
+        cluster = InMemoryCluster(self)
+        client, server, pump = connectedServerAndClient(
+            lambda: ControlProtocol(cluster.master.control), amp.AMP)
+        results = []
+        callControl(client, "format_disk").addBoth(results.append)
+        pump.flush()
+        self.assertIsInstance(results[0].value, ControlFailed)
+        self.assertIn("Unknown control request", str(results[0].value))
+        callControl(client, "get_nodes").addBoth(results.append)
+        pump.flush()
+        self.assertEqual(results[1]["nodes"][0]["name"], "master")
+
+
+class RequestTests(SynchronousTestCase):
+    """
+    What the master answers, directly and through a worker.
+    """
+
+    def setUp(self):
+        self.cluster = InMemoryCluster(self)
+        self.worker = self.cluster.addWorker("worker1")
+        self.cluster.addWorker("worker2")
+
+    def answer(self, handler, request, arguments=None):
+        results = []
+        d = handler.answer(request, json.dumps(arguments or {}))
+        d.addBoth(results.append)
+        self.cluster.network.flush()
+        return results[0]
+
+    def test_nodes(self):
+        """
+        C{get_nodes} lists the master then the workers, with
+        C{-fn} filtering.
+        """
+        nodes = json.loads(self.answer(self.cluster.master.control, "get_nodes"))["nodes"]
+        self.assertEqual([(n["name"], n["type"]) for n in nodes],
+                         [("master", "master"), ("worker1", "worker"), ("worker2", "worker")])
+        filtered = json.loads(self.answer(self.cluster.master.control, "get_nodes",
+                                          {"node_names": ["worker2"]}))["nodes"]
+        self.assertEqual([n["name"] for n in filtered], ["worker2"])
+
+    def test_health(self):
+        """
+        C{get_health} has the connected count, the info block of every node
+        and the status block with C{last_keep_alive} of every worker.
+        """
+        health = json.loads(self.answer(self.cluster.master.control, "get_health"))
+        self.assertEqual(health["n_connected_nodes"], 2)
+        self.assertEqual(sorted(health["nodes"]), ["master", "worker1", "worker2"])
+        self.assertEqual(set(health["nodes"]["worker1"]["info"]),
+                         {"name", "type", "version", "ip", "n_active_agents"})
+        self.assertNotEqual(health["nodes"]["worker1"]["status"]["last_keep_alive"], "n/a")
+
+    def test_workerForwards(self):
+        """
+        A worker answers by asking its master.
+        """
+        handler = WorkerControlHandler(self.worker)
+        nodes = json.loads(self.answer(handler, "get_nodes"))["nodes"]
+        self.assertEqual(len(nodes), 3)
+
+    def test_workerNotConnected(self):
+        """
+        A worker without its master answers 3023.
+        """
+        self.cluster.network.masterUp = False
+        self.cluster.master.workers["worker1"].transport.loseConnection()
+        self.cluster.network.flush()
+        handler = WorkerControlHandler(self.worker)
+        self.assertRaises(ControlFailed, handler.answer, "get_nodes", "{}")
+        try:
+            handler.answer("get_nodes", "{}")
+        except ControlFailed as error:
+            self.assertEqual(str(error), "Error 3023 - Worker node is not connected to master")
+
+
+class OutputTests(SynchronousTestCase):
+    """
+    cluster_control's text layout.
+    """
+
+    def test_table(self):
+        """
+        Columns are as wide as their longest cell plus two; missing values
+        print C{unknown}.
+        """
+        self.assertEqual(formatTable(("A", "BB"), [("xxx", None)]),
+                         "A    BB\nxxx  unknown\n")
+
+    def test_nodes(self):
+        """
+        C{-l} prints NAME TYPE VERSION ADDRESS.
+        """
+        text = formatNodes({"nodes": [
+            {"name": "master", "type": "master", "version": "0.1.0", "ip": "10.0.0.1"},
+            {"name": "worker1", "type": "worker", "version": "0.1.0", "ip": "10.0.0.2"}]})
+        self.assertEqual(text.splitlines(), [
+            "NAME     TYPE    VERSION  ADDRESS",
+            "master   master  0.1.0    10.0.0.1",
+            "worker1  worker  0.1.0    10.0.0.2"])
+
+    def health(self):
+        status = WorkerStatus(last_keep_alive=1764064800.0).toDict()
+        return {"n_connected_nodes": 1, "nodes": {
+            "master": {"info": nodeInfo("master", "master", "0.1.0", "10.0.0.1"), "status": {}},
+            "worker1": {"info": nodeInfo("worker1", "worker", "0.1.0", "10.0.0.2", 3),
+                        "status": status}}}
+
+    def test_health(self):
+        """
+        C{-i} prints the cluster name and one line per worker.
+        """
+        lines = formatHealth("wazuh", self.health()).splitlines()
+        self.assertEqual(lines[0], "Cluster name: wazuh")
+        self.assertEqual(lines[2], "Last completed synchronization for connected nodes (1):")
+        self.assertTrue(lines[3].startswith("    worker1 (10.0.0.2): Integrity check: n/a |"))
+        self.assertTrue(lines[3].endswith("Last keep alive: 2025-11-25T10:00:00.000000Z."))
+
+    def test_healthMore(self):
+        """
+        C{-i more} prints every node with its version, type, active agents
+        and the workers' status blocks.
+        """
+        text = formatHealth("wazuh", self.health(), more=True)
+        self.assertIn("Connected nodes (1):", text)
+        self.assertIn("        Active agents: 3", text)
+        self.assertIn("Synchronized files: Shared: 0 | Missing: 0 | Extra: 0.", text)
+        self.assertIn("Permission to synchronize agent-info: True.", text)
+
+
+class CommandLineTests(SynchronousTestCase):
+    """
+    C{wazuh-cluster control} without a daemon, and argument mistakes.
+    """
+
+    def test_notRunning(self):
+        """
+        With no daemon on the home, control says "Cluster is not running."
+        and exits 1.
+        """
+        base = FilePath(self.mktemp())
+        initNode(base.child("m").path, "master", "master", base.child("ca").path)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(run(["control", "--home", base.child("m").path, "-l"], out, err), 1)
+        self.assertEqual(err.getvalue(), "Cluster is not running.\n")
+
+    def test_userMistakeNoTraceback(self):
+        """
+        A bad init is one line and exit status 1, no traceback.
+        """
+        base = FilePath(self.mktemp())
+        out, err = io.StringIO(), io.StringIO()
+        status = run(["init", "--home", base.child("w").path, "--type", "worker", "--name",
+                      "w1", "--ca", base.child("ca").path], out, err)
+        self.assertEqual(status, 1)
+        self.assertEqual(len(err.getvalue().splitlines()), 1)
+        self.assertNotIn("Traceback", err.getvalue())

@@ -1,0 +1,152 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Tests for the twistd plugins' options and service trees.
+"""
+
+import io
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.errors import StartupError
+from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.master.server import ConnectionLimiter, MasterService
+from wazuhcluster.nodeinit import initNode
+from wazuhcluster.tap import Options, makeNodeService
+from wazuhcluster.worker.client import WorkerService
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options}.
+    """
+
+    def test_homeRequired(self):
+        """
+        C{--home} is required.
+        """
+        self.assertRaises(UsageError, Options().parseOptions, [])
+
+    def test_debug(self):
+        """
+        C{-d} turns debug on.
+        """
+        options = Options()
+        options.parseOptions(["--home", "/x", "-d"])
+        self.assertEqual((options["home"], options["debug"]), ("/x", True))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{makeNodeService} builds a node or refuses with one clear line.
+    """
+
+    def setUp(self):
+        self.base = FilePath(self.mktemp())
+        self.ca = self.base.child("ca").path
+        self.master = initNode(self.base.child("m").path, "master", "master", self.ca)
+        self.worker = initNode(self.base.child("w").path, "worker", "worker1", self.ca,
+                               masterHost="127.0.0.1")
+
+    def make(self, home, kind):
+        options = Options()
+        options.parseOptions(["--home", home.root.path])
+        err = io.StringIO()
+        return err, lambda: makeNodeService(options, kind, reactor=None, stderr=err)
+
+    def test_masterTree(self):
+        """
+        A master home gives a tree with the cluster log and a MasterService
+        with its listener and control socket.
+        """
+        err, make = self.make(self.master, "master")
+        root = make()
+        names = [type(s).__name__ for s in root]
+        self.assertIn("ClusterLogService", names)
+        node = [s for s in root if isinstance(s, MasterService)][0]
+        self.assertIsNotNone(node.listener)
+
+    def test_workerTree(self):
+        """
+        A worker home gives a WorkerService.
+        """
+        err, make = self.make(self.worker, "worker")
+        self.assertTrue(any(isinstance(s, WorkerService) for s in make()))
+
+    def test_otherKindRefused(self):
+        """
+        Running a worker home as a master (and the reverse) exits with
+        status 1 and one line naming the right plugin, also in cluster.log.
+        """
+        err, make = self.make(self.worker, "master")
+        error = self.assertRaises(StartupError, make)
+        self.assertEqual(error.code, 1)
+        lines = err.getvalue().splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertIn("start it with 'twistd wazuh-worker'", lines[0])
+        self.assertIn("start it with 'twistd wazuh-worker'",
+                      self.worker.clusterLog.getContent().decode())
+
+    def test_badConfigurationRefused(self):
+        """
+        A configuration error stops the start with the original's text.
+        """
+        text = self.master.ossecConf.getContent().replace(b"<port>1516</port>", b"<port>80</port>")
+        self.master.ossecConf.setContent(text)
+        err, make = self.make(self.master, "master")
+        self.assertRaises(StartupError, make)
+        self.assertIn("Error 3004 - Error in cluster configuration: Port must be higher than "
+                      "1024 and lower than 65535.", err.getvalue())
+
+    def test_missingHome(self):
+        """
+        A home that does not exist is one clear line.
+        """
+        options = Options()
+        options.parseOptions(["--home", self.base.child("nope").path])
+        err = io.StringIO()
+        self.assertRaises(StartupError, makeNodeService, options, "master", None, err)
+        self.assertIn("does not exist", err.getvalue())
+
+    def test_missingCertificates(self):
+        """
+        Missing TLS files are one clear line.
+        """
+        self.master.nodeKey.remove()
+        err, make = self.make(self.master, "master")
+        self.assertRaises(StartupError, make)
+        self.assertIn("Cannot load TLS certificates", err.getvalue())
+
+
+class ConnectionLimiterTests(SynchronousTestCase):
+    """
+    At most C{max_connections_per_address} connections per source address.
+    """
+
+    def test_limitPerAddress(self):
+        """
+        The eleventh simultaneous connection from one address is refused and
+        logged; other addresses are unaffected; a closed connection frees
+        its slot.
+        """
+        events = []
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), 10,
+                                    ClusterLogger("Master", observer=events.append))
+        limiter.doStart()
+        first = IPv4Address("TCP", "10.0.0.5", 1)
+        protocols = [limiter.buildProtocol(first) for _ in range(10)]
+        self.assertNotIn(None, protocols)
+        for protocol in protocols:
+            protocol.makeConnection(StringTransport())
+        self.assertIsNone(limiter.buildProtocol(first))
+        self.assertIn("Too many connections from 10.0.0.5 (11), rejecting.",
+                      events[-1]["log_format"].format(**events[-1]))
+        self.assertIsNotNone(limiter.buildProtocol(IPv4Address("TCP", "10.0.0.6", 1)))
+        protocols[0].connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(limiter.buildProtocol(first))
