@@ -282,7 +282,8 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         """
         A chunk that is not JSON, or whose rows are off the format, is
         refused with L{SyncAborted} and logged; nothing is stored, the
-        worker's connection stays registered and the round is closed.
+        worker's connection stays registered, and a refused final chunk
+        closes the round.
         """
         self.startCluster(workers=("worker1",))
         connection = self.cluster.workers["worker1"].connection
@@ -293,16 +294,84 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
                b'[{"id": "001", "connection_status": "active", "sql": "x"}]',
                b'[{"id": "001", "connection_status": "active", "labels": {"a": 1}}]']
         for data in bad:
-            outcome = self.call(connection, SendAgentInfo, data=data, final=False)
+            outcome = self.call(connection, SendAgentInfo, data=data, final=True)
             self.assertTrue(outcome.check(SyncAborted), outcome)
             self.assertTrue(masterSide.status.sync_agent_info_free)
         self.assertIs(self.cluster.master.workers["worker1"], masterSide)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Agent-info sync] malformed agent-info chunk"))
         self.assertIsNone(self.result(self.masterDb.getAgent("001"))["node_name"])
+        self.assertIsNone(masterSide.status.agent_info.end)
         outcome = self.call(connection, SendAgentInfo,
                             data=b'[{"id": "001", "connection_status": "active"}]', final=True)
         self.assertEqual(outcome, {"updated": 1, "unknown": 0})
+        self.assertIsNotNone(masterSide.status.agent_info.end)
+
+    def test_refusedChunkKeepsRoundOpen(self):
+        """
+        A refused chunk that is not final leaves the round open (the
+        following chunks of the window are still stored); the final chunk
+        closes it, and the round is logged as having refused chunks.
+        """
+        self.startCluster(workers=("worker1",))
+        connection = self.cluster.workers["worker1"].connection
+        status = self.cluster.master.workers["worker1"].status
+        outcomes = []
+        for data, final in [(b'[{"id": "001", "connection_status": "active"}]', False),
+                            (b"[oops", False),
+                            (b'[{"id": "002", "connection_status": "active"}]', False),
+                            (b"[]", True)]:
+            connection.callRemote(SendAgentInfo, data=data, final=final).addBoth(
+                outcomes.append)
+        self.cluster.network.flush()
+        self.assertEqual(outcomes[0], {"updated": 1, "unknown": 0})
+        self.assertTrue(outcomes[1].check(SyncAborted))
+        self.assertEqual(outcomes[2:], [{"updated": 1, "unknown": 0}, {"updated": 0, "unknown": 0}])
+        self.assertTrue(status.sync_agent_info_free)
+        self.assertTrue(self.logs.contains(
+            "ERROR: [Worker worker1] [Agent-info sync] Round ended with 1 refused chunks."))
+        self.assertEqual(self.result(self.masterDb.getAgent("002"))["connection_status"],
+                         "active")
+
+    def test_failedRoundLeavesRowsMarked(self):
+        """
+        When the master cannot store a chunk, the worker logs the error,
+        closes the round on the master with an empty final chunk, and keeps
+        the refused rows marked (rows of chunks already in the window that
+        the master stored are marked synced); the next round sends them.
+        """
+        from twisted.internet.defer import fail
+
+        self.patch(worker_agent_info, "PAGE_SIZE", 1)
+        self.startCluster(workers=("worker1",))
+        db = self.workerDb("worker1")
+        for agentId in ("001", "002", "003"):
+            self.result(db.reportAgent(agentId, nodeName="worker1"))
+        calls = []
+
+        class FailingOnce:
+            def __init__(self, database):
+                self.database = database
+
+            def __getattr__(self, name):
+                return getattr(self.database, name)
+
+            def applyAgentInfo(self, nodeName, rows):
+                calls.append(rows)
+                if len(calls) == 2:
+                    return fail(RuntimeError("disk full"))
+                return self.database.applyAgentInfo(nodeName, rows)
+
+        self.masterAgents.slot.database = FailingOnce(self.masterDb)
+        self.advance(10)
+        self.assertTrue(self.logs.contains(
+            "ERROR: [Worker worker1] [Agent-info sync] Error synchronizing agent information: "
+            "Error storing agent information: disk full"), self.logs.lines())
+        self.assertTrue(self.cluster.master.workers["worker1"].status.sync_agent_info_free)
+        self.assertEqual([row["id"] for row in self.result(db.agentInfoToSync())], ["002"])
+        self.advance(10)
+        self.assertEqual(self.result(db.agentInfoToSync()), [])
+        self.assertEqual(self.result(self.masterDb.countActiveAgents("worker1")), 3)
 
     def test_roundKeepsFlagBusy(self):
         """

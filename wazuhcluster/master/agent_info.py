@@ -3,20 +3,30 @@
 Agent info, master side: stores what each worker's agents reported.
 
 A round is the series of L{SendAgentInfo} chunks a worker sends, the last
-one C{final}. While a round is open the worker's C{sync_agent_info_free} is
-false. Each chunk is validated strictly (L{decodeAgentInfo}), stored in one
+one C{final}; the worker may send the next chunks before the previous ones
+are answered (a small window), and the master processes the chunks of one
+connection strictly one after the other, in arrival order. While a round is
+open the worker's C{sync_agent_info_free} is false.
+
+Each chunk is validated strictly (L{decodeAgentInfo}), stored in one
 transaction for the agents the master knows (the others are counted and
-ignored) and answered only once stored, so the worker marks rows synced
+ignored), and answered only once stored, so the worker marks rows synced
 only for what is on the master. A malformed chunk or a storage error is
-answered with the declared L{SyncAborted} (the connection stays) and ends
-the round.
+answered with the declared L{SyncAborted} (the connection stays); the round
+stays open until its final chunk (a worker that gives up a round closes it
+with an empty final chunk).
 """
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from wazuhcluster.agentsync import MalformedChunk, decodeAgentInfo
 from wazuhcluster.commands import SendAgentInfo, SyncAborted
+
+#: Chunks one connection may have waiting to be stored; more is a protocol
+#: violation (refused).
+MAX_QUEUED_CHUNKS = 8
 
 
 class _Round:
@@ -29,6 +39,7 @@ class _Round:
         self.chunks = 0
         self.updated = 0
         self.unknown = 0
+        self.failed = 0
 
 
 class _AgentInfoLocator(amp.CommandLocator):
@@ -42,34 +53,62 @@ class _AgentInfoLocator(amp.CommandLocator):
         self.connection = connection
         self.log = connection.log.withSubtag("Agent-info sync")
         self.round = None
-        self.busy = False
+        self.queued = 0
+        self._tail = succeed(None)
+        self._gone = False
 
     @SendAgentInfo.responder
     def sendAgentInfo(self, data, final):
-        if self.busy:
-            self._abort("a chunk arrived while the previous one was being stored")
-        try:
-            rows = decodeAgentInfo(data)
-        except MalformedChunk as e:
-            self._abort(f"malformed agent-info chunk: {e}")
+        if self.queued >= MAX_QUEUED_CHUNKS:
+            reason = f"more than {MAX_QUEUED_CHUNKS} agent-info chunks waiting; refused"
+            self.log.error("{reason}", reason=reason)
+            raise SyncAborted(reason)
+        self.queued += 1
+        answer = Deferred()
+
+        def process(_):
+            d = maybeDeferred(self._process, data, final)
+            d.addBoth(self._processed, answer)
+            return d
+
+        self._tail.addCallback(process)
+        return answer
+
+    def _processed(self, result, answer):
+        self.queued -= 1
+        if isinstance(result, Failure):
+            answer.errback(result)
+        else:
+            answer.callback(result)
+        return None
+
+    def _process(self, data, final):
+        """
+        Validate and store one chunk.
+
+        @return: the answer, or a L{Deferred} of it.
+        @raise SyncAborted: the chunk was refused.
+        """
+        if self._gone:
+            raise SyncAborted("The connection is closed")
         clock = self.receiver.master.clock
         if self.round is None:
             self.round = _Round(clock.seconds())
             self.connection.status.sync_agent_info_free = False
             self.connection.status.agent_info.begin(self.round.started)
             self.log.info("Starting.")
-        self.busy = True
+        try:
+            rows = decodeAgentInfo(data)
+        except MalformedChunk as e:
+            self._refuse(f"malformed agent-info chunk: {e}", final)
         d = self.receiver.database()
         d.addCallback(lambda database: database.applyAgentInfo(self.connection.name, rows))
-        d.addCallbacks(self._stored, self._storeFailed, (bool(rows), final))
+        d.addCallbacks(self._stored, self._storeFailed, (bool(rows), final), None, (final,))
         return d
 
     def _stored(self, counts, nonEmpty, final):
-        self.busy = False
         updated, unknown = counts
         current = self.round
-        if current is None:
-            raise SyncAborted("The agent-info round was aborted")
         current.updated += updated
         current.unknown += unknown
         if nonEmpty:
@@ -82,30 +121,35 @@ class _AgentInfoLocator(amp.CommandLocator):
         current, self.round = self.round, None
         status = self.connection.status
         now = self.receiver.master.clock.seconds()
-        status.agent_info.finish(now, current.chunks)
         status.sync_agent_info_free = True
+        if current.failed:
+            self.log.error("Round ended with {failed} refused chunks.", failed=current.failed)
+            return
+        status.agent_info.finish(now, current.chunks)
         self.log.info("Finished in {elapsed:.3f}s. Updated {chunks} chunks.",
                       elapsed=now - current.started, chunks=current.chunks)
         if current.unknown:
             self.log.info("Ignored information of {unknown} agents unknown to the master.",
                           unknown=current.unknown)
 
-    def _storeFailed(self, failure):
-        self.busy = False
-        self._abort(f"Error storing agent information: {failure.getErrorMessage()}")
+    def _storeFailed(self, failure, final):
+        self._refuse(f"Error storing agent information: {failure.getErrorMessage()}", final)
 
-    def _abort(self, reason):
+    def _refuse(self, reason, final):
         """
-        End the round (if any), log why, and refuse the chunk.
+        Refuse the chunk being processed: log why, count it in the round
+        (closed if the chunk was final).
         """
-        self.round = None
-        self.connection.status.sync_agent_info_free = True
         self.log.error("{reason}", reason=reason)
+        if self.round is not None:
+            self.round.failed += 1
+            if final:
+                self._finish()
         raise SyncAborted(reason)
 
     def connectionGone(self):
+        self._gone = True
         self.round = None
-        self.busy = False
 
 
 class AgentInfoReceiver:

@@ -5,14 +5,15 @@ connected, send the master the rows of this node's agents that changed
 since they were last acknowledged.
 
 Rows are read page by page (L{AgentDatabase.agentInfoToSync}), sent in
-chunks of at most L{MAX_CHUNK} bytes, one at a time, the last one
-C{final}; after the master answered a chunk, its rows are marked synced
+chunks of at most L{MAX_CHUNK} bytes, up to L{WINDOW} ahead of the master's
+answers, the last one C{final}; after the master answered a chunk, its rows
+are marked synced
 (L{AgentDatabase.markAgentInfoSynced}), which leaves marked any row reported
 again meanwhile. A failed round leaves every unacknowledged row marked for
 the next one.
 """
 
-from twisted.internet.defer import TimeoutError, inlineCallbacks
+from twisted.internet.defer import TimeoutError, gatherResults, inlineCallbacks
 from twisted.internet.task import LoopingCall
 
 from wazuhcluster.agentsync import (
@@ -26,6 +27,10 @@ from wazuhcluster.commands import MAX_CHUNK, SendAgentInfo
 
 #: Rows read from the database at a time.
 PAGE_SIZE = 5000
+
+#: Chunks sent ahead of the master's answers (the master stores the chunks
+#: of one connection one after the other, in order).
+WINDOW = 3
 
 
 class AgentInfoSender:
@@ -92,20 +97,47 @@ class AgentInfoSender:
             return 0
         self.log.info("Starting.")
         timeout = self.worker.items.master["timeout_agent_info"]
-        counts = {"chunks": 0, "updated": 0, "unknown": 0}
+        counts = {"chunks": 0, "updated": 0, "unknown": 0, "marks": []}
+        window = []
         pending = None
         skipped = []
-        while rows:
-            for chunk in self._chunks(rows, skipped):
-                if pending is not None:
-                    yield self._send(connection, database, pending, False, timeout, counts)
-                pending = chunk
-            if len(rows) < PAGE_SIZE:
-                break
-            rows = yield database.agentInfoToSync(limit=PAGE_SIZE, afterId=rows[-1]["id"])
-        if pending is None:
-            pending = ([], b"[]")
-        yield self._send(connection, database, pending, True, timeout, counts)
+
+        def push(chunk, final):
+            d = self._send(connection, database, chunk, final, timeout, counts)
+            # A failure becomes a value (a 1-tuple) so that nothing is left
+            # unhandled when the round stops early.
+            window.append(d.addErrback(lambda failure: (failure,)))
+
+        @inlineCallbacks
+        def drain(keep):
+            while len(window) > keep:
+                outcome = yield window.pop(0)
+                if isinstance(outcome, tuple):
+                    yield drain(0)
+                    outcome[0].raiseException()
+
+        try:
+            while rows:
+                for chunk in self._chunks(rows, skipped):
+                    if pending is not None:
+                        push(pending, False)
+                        yield drain(WINDOW - 1)
+                    pending = chunk
+                if len(rows) < PAGE_SIZE:
+                    break
+                rows = yield database.agentInfoToSync(limit=PAGE_SIZE, afterId=rows[-1]["id"])
+        except Exception:
+            # Close the round on the master (best effort), then fail.
+            yield drain(0).addErrback(lambda _: None)
+            closing = connection.callRemote(SendAgentInfo, data=b"[]", final=True)
+            yield closing.addErrback(lambda _: None)
+            raise
+        push(pending if pending is not None else ([], b"[]"), True)
+        yield drain(0)
+        marked = yield gatherResults(counts["marks"])
+        failures = [result[0] for result in marked if isinstance(result, tuple)]
+        if failures:
+            failures[0].raiseException()
         if skipped:
             # They would be refused every round: do not send them again
             # until they change.
@@ -144,7 +176,12 @@ class AgentInfoSender:
         d = connection.callRemote(SendAgentInfo, data=data, final=final)
         d.addTimeout(timeout, self.worker.clock)
         answer = yield d
-        yield database.markAgentInfoSynced([(row["id"], row["sync_version"]) for row in rows])
+        # Marking runs while the next chunk travels; the round waits for
+        # every mark before it ends.
+        mark = database.markAgentInfoSynced([(row["id"], row["sync_version"]) for row in rows])
+        # A failed mark becomes a value (a 1-tuple), so that a round ended
+        # early leaves no unhandled failure behind.
+        counts["marks"].append(mark.addErrback(lambda failure: (failure,)))
         if rows:
             counts["chunks"] += 1
         counts["updated"] += answer["updated"]
