@@ -11,9 +11,14 @@ every database L{Deferred} has fired when returned.
 """
 
 import json
+import tempfile
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from wazuhcluster.agentcli import refreshDaemonGroups
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.agentsync import (
     MalformedChunk,
@@ -31,6 +36,8 @@ from wazuhcluster.commands import (
     SyncAborted,
 )
 from wazuhcluster.master.local_agent_groups import GroupCache
+from wazuhcluster.control import ControlServer
+from wazuhcluster.home import NodeHome
 from wazuhcluster.master import server as master_server
 from wazuhcluster.master.agents import makeMasterAgents
 from wazuhcluster.worker import agent_info as worker_agent_info
@@ -676,9 +683,8 @@ class WireTests(SynchronousTestCase):
         returns only newer assignments, each agent once with its latest
         version.
         """
-        db = AgentDatabase.openBlocking(
-            __import__("twisted.python.filepath", fromlist=["FilePath"]).FilePath(
-                self.mktemp()).child("global.db"), managerName="m")
+        db = AgentDatabase.openBlocking(FilePath(self.mktemp()).child("global.db"),
+                                        managerName="m")
         self.addCleanup(db.close)
         for n in range(1, 13):
             self.successResultOf(db.addAgent(formatAgentId(n), f"a{n}", "any", "k"))
@@ -692,3 +698,41 @@ class WireTests(SynchronousTestCase):
         self.assertEqual([(r[0], r[2]) for r in cache.changesSince(5)],
                          [("011", 6), ("001", 7)])
         self.assertEqual(len(cache.everything()), 6)
+
+
+class RefreshDaemonTests(TestCase):
+    """
+    C{wazuh-cluster agent add/remove/group} nudge a running master daemon.
+    """
+
+    def test_noDaemon(self):
+        """
+        Without a control socket nothing is asked and nothing fails.
+        """
+        home = NodeHome(FilePath(self.mktemp()))
+        self.assertFalse(refreshDaemonGroups(home))
+
+    @inlineCallbacks
+    def test_asksRunningDaemon(self):
+        """
+        With a daemon listening on the control socket, the blocking client
+        sends C{refresh_agent_groups} and reads the whole answer.
+        """
+        from twisted.internet import reactor
+
+        base = FilePath(tempfile.mkdtemp(prefix="wzc-", dir="/tmp"))
+        self.addCleanup(base.remove)
+        home = NodeHome(base)
+        asked = []
+
+        class Handler:
+            def answer(self, request, arguments):
+                asked.append((request, arguments))
+                return json.dumps({"refreshed": True}).encode()
+
+        server = ControlServer(home.controlSocket, Handler(), reactor)
+        server.startService()
+        self.addCleanup(server.stopService)
+        answered = yield deferToThread(refreshDaemonGroups, home)
+        self.assertTrue(answered)
+        self.assertEqual(asked, [("refresh_agent_groups", "{}")])

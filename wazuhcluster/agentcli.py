@@ -16,10 +16,13 @@ L{lockClientKeys}.
 
 import json
 import os
+import socket
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 
+from twisted.protocols.amp import AmpBox
 from twisted.python.failure import Failure
 
 from wazuhcluster.agentdb import AgentDatabase, OS_FIELDS
@@ -296,6 +299,7 @@ def _add(home, config, db, out, err, name, ip, group):
         except BaseException:
             _wait(db.removeAgent(entry.id))
             raise
+    refreshDaemonGroups(home)
     out.write(f"{entry.id}\n")
 
 
@@ -309,6 +313,7 @@ def _remove(home, config, db, out, err, agentId):
             raise ClusterError(f"Agent does not exist: {agentId}", 1701)
         writeClientKeys(home.clientKeys, remaining)
         _wait(db.removeAgent(agentId))
+    refreshDaemonGroups(home)
     out.write(f"Agent {agentId} removed.\n")
 
 
@@ -319,8 +324,60 @@ def _group(home, config, db, out, err, agentId, groups):
     with lockClientKeys(home.clientKeys):
         _reconciledKeys(home, db, err)
         _wait(db.setAgentGroups(agentId, groups))
+    refreshDaemonGroups(home)
     shown = ",".join(groups) if groups else "(none)"
     out.write(f"Agent {agentId} groups: {shown}\n")
+
+
+def refreshDaemonGroups(home, timeout=5.0):
+    """
+    Ask the master daemon, if one is running, to refresh its agent-groups
+    cache now (control request C{refresh_agent_groups}), so that a change
+    reaches the workers without waiting for C{master.sync_agent_groups}.
+    Best effort: without a daemon, or if it does not answer in C{timeout}
+    seconds, the periodic refresh does it.
+
+    A blocking client (this process runs no reactor): one AMP box out, read
+    until the answer box ends.
+    """
+    path = home.controlSocket.path
+    if not os.path.exists(path):
+        return False
+    box = AmpBox(_command=b"ControlRequest", _ask=b"1",
+                 request=b"refresh_agent_groups", arguments=b"{}")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(timeout)
+            client.connect(path)
+            client.sendall(box.serialize())
+            received = b""
+            while not _boxEnds(received) and time.monotonic() < deadline:
+                data = client.recv(65536)
+                if not data:
+                    break
+                received += data
+    except OSError:
+        return False
+    return b"_answer" in received
+
+
+def _boxEnds(data):
+    """
+    Whether C{data} holds one whole AMP box (length-prefixed keys and
+    values, ended by an empty key).
+    """
+    offset = 0
+    while offset + 2 <= len(data):
+        keyLength = int.from_bytes(data[offset:offset + 2], "big")
+        offset += 2
+        if keyLength == 0:
+            return True
+        offset += keyLength
+        if offset + 2 > len(data):
+            return False
+        offset += 2 + int.from_bytes(data[offset:offset + 2], "big")
+    return False
 
 
 def _list(home, config, db, out, err, asJson):
