@@ -333,7 +333,8 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.cluster.network.flush()
         self.assertEqual(outcomes[0], {"updated": 1, "unknown": 0})
         self.assertTrue(outcomes[1].check(SyncAborted))
-        self.assertEqual(outcomes[2:], [{"updated": 1, "unknown": 0}, {"updated": 0, "unknown": 0}])
+        self.assertEqual(outcomes[2:],
+                         [{"updated": 1, "unknown": 0}, {"updated": 0, "unknown": 0}])
         self.assertTrue(status.sync_agent_info_free)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Agent-info sync] Round ended with 1 refused chunks."))

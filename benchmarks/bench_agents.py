@@ -1,0 +1,336 @@
+"""
+Agent sync benchmark (DESIGN.md, "Targets": the master stores at least
+20 000 agent updates per second).
+
+A real master runs in this process and 4 real workers run as C{twistd
+wazuh-worker} processes (or, with C{--in-process}, in this process too),
+over mutual TLS on loopback, agent databases through adbapi. Two
+measurements:
+
+ - agent info: 100 000 agents, a quarter reporting to each worker, all
+   marked for sync on the workers before they start. Measured on the master
+   from the start of the first worker's Agent-info round to the end of the
+   last one: agent updates stored per second (reading on the workers,
+   chunking, TLS, validation, storing with labels and the default group
+   assignment included). Baseline, in the same run: a plain batched SQLite
+   C{UPDATE} of the same columns for the same 100 000 rows (one
+   C{executemany} per chunk-sized batch, one transaction each) on a copy of
+   the master's database.
+ - agent groups: 10 000 agents moved to another group on the master in one
+   transaction; the time until every worker holds the same assignments
+   (global hash equal to the master's), counted from the Local agent-groups
+   refresh being triggered (what C{refresh_agent_groups} does; without it
+   the periodic refresh adds up to C{master.sync_agent_groups}).
+
+Usage (from the repository root, installed or with PYTHONPATH=.):
+python benchmarks/bench_agents.py [--agents 100000] [--workers 4]
+[--group-change 10000] [--in-process] [--dir DIR]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+
+from twisted.internet import defer, task, threads
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import globalLogPublisher
+
+from wazuhcluster import agentdb
+from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.clientkeys import ClientKey, formatAgentId, writeClientKeys
+from wazuhcluster.commands import MAX_CHUNK
+from wazuhcluster.demo import buildDemo, freePort
+from wazuhcluster.nodeinit import initNode
+
+TARGET_PER_SECOND = 20000
+
+INTERVALS = {
+    "worker": {"sync_agent_info": 1, "sync_integrity": 3600, "keep_alive": 60},
+    "master": {"sync_agent_groups": 3600, "agent_group_start_delay": 1,
+               "recalculate_integrity": 3600},
+}
+
+
+def createCluster(base, workers, agents):
+    """
+    Homes of a master and C{workers} workers sharing a client.keys of
+    C{agents} agents, already in every node's database.
+    """
+    port = freePort()
+    ca = os.path.join(base, "ca")
+    homes = [(initNode(os.path.join(base, "master"), "master", "master", ca,
+                       masterHost="127.0.0.1", port=port, bindAddr="127.0.0.1"), "master")]
+    for index in range(1, workers + 1):
+        homes.append((initNode(os.path.join(base, f"worker{index}"), "worker",
+                               f"worker{index}", ca, masterHost="127.0.0.1", port=port),
+                      "worker"))
+    entries = [ClientKey(formatAgentId(n), f"agent{n}", "any", f"{n:064x}")
+               for n in range(1, agents + 1)]
+    for home, _ in homes:
+        home.clusterJsonOverrides.setContent(json.dumps({"intervals": INTERVALS}).encode())
+        writeClientKeys(home.clientKeys, entries)
+        db = AgentDatabase.openBlocking(home.globalDb, managerName="bench")
+        db.reconcileClientKeys(entries)
+        db.close()
+    return homes
+
+
+def markReports(path, nodeName, index, workers):
+    """
+    Record, as C{agent report} would, that every C{workers}-th agent
+    (starting at C{index}) reports to C{nodeName}: active, OS fields,
+    version, two labels, marked for sync.
+    """
+    connection = sqlite3.connect(path, isolation_level=None, timeout=60)
+    connection.execute("BEGIN IMMEDIATE")
+    now = int(time.time())
+    connection.execute(
+        "UPDATE agent SET connection_status = 'active', last_keepalive = ?, "
+        "os_name = 'Ubuntu', os_version = '24.04.1 LTS', os_major = '24', os_minor = '04', "
+        "os_codename = 'noble', os_platform = 'ubuntu', os_arch = 'x86_64', "
+        "os_uname = 'Linux agent 6.8.0-45-generic #45-Ubuntu SMP x86_64', "
+        "version = 'Wazuh v4.14.7', config_sum = 'ab12cd34', merged_sum = 'ef56ab78', "
+        "manager_host = ?, node_name = ?, sync_status = 'syncreq', "
+        "sync_version = sync_version + 1 WHERE id > 0 AND id % ? = ?",
+        (now, nodeName, nodeName, workers, index % workers))
+    connection.execute(
+        "INSERT OR REPLACE INTO labels (id, key, value) SELECT id, 'env', 'prod' FROM agent "
+        "WHERE id > 0 AND id % ? = ?", (workers, index % workers))
+    connection.execute(
+        "INSERT OR REPLACE INTO labels (id, key, value) SELECT id, 'team', 'blue' FROM agent "
+        "WHERE id > 0 AND id % ? = ?", (workers, index % workers))
+    connection.execute("COMMIT")
+    connection.close()
+
+
+def baseline(masterDb, scratch, agents, chunkRows):
+    """
+    A plain batched SQLite UPDATE of the agent-info columns for C{agents}
+    rows, C{chunkRows} rows per transaction, on a copy of the master's
+    database (same pragmas as the daemon's).
+
+    @return: rows per second.
+    """
+    copy = os.path.join(scratch, "baseline.db")
+    source = sqlite3.connect(masterDb)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    connection = sqlite3.connect(copy, isolation_level=None)
+    agentdb._configureConnection(connection)
+    now = int(time.time())
+    values = ("Ubuntu", "24.04.1 LTS", "24", "04", "noble", "", "ubuntu",
+              "Linux agent 6.8.0-45-generic #45-Ubuntu SMP x86_64", "x86_64",
+              "Wazuh v4.14.7", "ab12cd34", "ef56ab78", "worker1", now, "active", 0, 0)
+    rows = [(*values, "worker1", n) for n in range(1, agents + 1)]
+    started = time.perf_counter()
+    for start in range(0, len(rows), chunkRows):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(agentdb._APPLY_SQL, rows[start:start + chunkRows])
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return agents / elapsed
+
+
+class InfoRounds:
+    """
+    Watches the master's Agent-info rounds (their log events).
+    """
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.first = None
+        self.finished = {}
+        self.chunks = 0
+        self.done = defer.Deferred()
+
+    def __call__(self, event):
+        if event.get("cluster_node") != "master" or \
+                event.get("cluster_subtag") != "Agent-info sync":
+            return
+        text = event.get("log_format", "")
+        if text == "Starting." and self.first is None:
+            self.first = time.perf_counter()
+        elif text.startswith("Finished in") and event.get("chunks"):
+            self.finished[event["cluster_tag"]] = time.perf_counter()
+            self.chunks += event["chunks"]
+            if len(self.finished) == self.workers and not self.done.called:
+                self.done.callback(None)
+
+
+@defer.inlineCallbacks
+def run(reactor, options):
+    base = options.dir or tempfile.mkdtemp(prefix="wzc-bench-")
+    try:
+        print(f"Creating a master and {options.workers} workers with {options.agents} "
+              f"agents in {base} ...")
+        homes = createCluster(base, options.workers, options.agents)
+        service = buildDemo(homes if options.in_process else homes[:1], reactor)
+        service.startService()
+        master = service.getServiceNamed("master").services[-1]
+        workerHomes = [home for home, _ in homes[1:]]
+        processes = []
+        if not options.in_process:
+            processes = [startWorker(reactor, home) for home in workerHomes]
+        while len(master.workers) < options.workers:
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        # The first report of every agent (with its first-time default
+        # group assignment), then every agent reporting again (what
+        # keep-alives do): a steady-state round.
+        first = yield measureRounds(reactor, workerHomes, master, options)
+        again = yield measureRounds(reactor, workerHomes, master, options)
+        chunkRows = max(1, options.agents // max(again[2], 1))
+        plain = baseline(homes[0][0].globalDb.path, base, options.agents, chunkRows)
+        for label, (stored, elapsed, chunks) in (("first report", first),
+                                                 ("report again", again)):
+            rate = stored / elapsed
+            print(f"Agent info ({label}): {stored} agent updates stored on the master in "
+                  f"{elapsed:.3f}s ({chunks} chunks of <= {MAX_CHUNK} bytes): "
+                  f"{rate:,.0f} updates/s, {rate / plain:.2f} of the baseline; target >= "
+                  f"{TARGET_PER_SECOND:,}/s {'met' if rate >= TARGET_PER_SECOND else 'NOT met'}")
+        print(f"Baseline: plain batched SQLite UPDATE of the same rows "
+              f"({chunkRows} rows per transaction): {plain:,.0f} rows/s")
+
+        # Everyone has the initial table (the default group of the agents
+        # seen active) before the group change is measured.
+        yield master.agents.refreshGroups()
+        yield waitForHashes(reactor, master, workerHomes)
+        numbers = list(range(1, min(options.group_change, options.agents) + 1))
+
+        @agentdb._writes
+        def moveAgents(txn):
+            return agentdb._assignGroups(txn, [(n, ("bench", "default")) for n in numbers])
+
+        yield master.agents.slot.database._pool.runInteraction(moveAgents)
+        started = time.perf_counter()
+        yield master.agents.refreshGroups()
+        yield waitForHashes(reactor, master, workerHomes)
+        elapsed = time.perf_counter() - started
+        groups = yield threads.deferToThread(groupsOf, workerHomes[-1], numbers[-1])
+        assert groups == "bench,default", groups
+        print(f"Agent groups: a change of {len(numbers)} agents reached all "
+              f"{len(workerHomes)} workers in {elapsed:.3f}s after the refresh was triggered")
+        for process in processes:
+            process.transport.signalProcess("TERM")
+        yield defer.gatherResults([process.ended for process in processes])
+        yield service.stopService()
+    finally:
+        if not options.dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self):
+        self.ended = defer.Deferred()
+
+    def processEnded(self, reason):
+        self.ended.callback(None)
+
+
+def startWorker(reactor, home):
+    """
+    Run C{twistd -n wazuh-worker} for C{home}.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = _Worker()
+    process.transport = reactor.spawnProcess(
+        process, sys.executable,
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+         "--pidfile=", "wazuh-worker", "--home", home.root.path],
+        env=env, path=home.root.path, childFDs={0: "w", 1: "r", 2: "r"})
+    return process
+
+
+def globalHash(home):
+    """
+    A worker's global group hash, read from its database (in a thread).
+    """
+    connection = sqlite3.connect(home.globalDb.path, timeout=10)
+    try:
+        rows = connection.execute(
+            "SELECT id, group_hash FROM agent WHERE id > 0 AND group_hash IS NOT NULL "
+            "ORDER BY id").fetchall()
+    finally:
+        connection.close()
+    if not rows:
+        return None
+    import hashlib
+
+    digest = hashlib.sha1()
+    for number, hashed in rows:
+        digest.update(f"{number}:{hashed}\n".encode("ascii"))
+    return digest.hexdigest()
+
+
+def groupsOf(home, number):
+    connection = sqlite3.connect(home.globalDb.path, timeout=10)
+    try:
+        return connection.execute('SELECT "group" FROM agent WHERE id = ?',
+                                  (number,)).fetchone()[0]
+    finally:
+        connection.close()
+
+
+@defer.inlineCallbacks
+def measureRounds(reactor, workerHomes, master, options):
+    """
+    Mark every worker's agents as reported, at once, and wait for one
+    Agent-info round of every worker.
+
+    @return: C{(agents stored, seconds, chunks)}.
+    """
+    rounds = InfoRounds(options.workers)
+    globalLogPublisher.addObserver(rounds)
+    yield defer.gatherResults([
+        threads.deferToThread(markReports, home.globalDb.path, f"worker{index}", index,
+                              options.workers)
+        for index, home in enumerate(workerHomes, 1)])
+    yield rounds.done
+    globalLogPublisher.removeObserver(rounds)
+    elapsed = max(rounds.finished.values()) - rounds.first
+    stored = 0
+    for index in range(1, options.workers + 1):
+        stored += yield master.agents.slot.database.countActiveAgents(f"worker{index}")
+    return stored, elapsed, rounds.chunks
+
+
+@defer.inlineCallbacks
+def waitForHashes(reactor, master, homes, timeout=300):
+    """
+    Wait until every worker's global group hash equals the master's cache.
+    """
+    deadline = time.perf_counter() + timeout
+    while True:
+        expected = master.agents.localGroups.cache.hash
+        hashes = []
+        for home in homes:
+            hashes.append((yield threads.deferToThread(globalHash, home)))
+        if all(h == expected for h in hashes):
+            return
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the workers did not catch up")
+        yield task.deferLater(reactor, 0.01, lambda: None)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=100000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--group-change", type=int, default=10000)
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the workers in this process too")
+    parser.add_argument("--dir", default=None)
+    options = parser.parse_args(argv)
+    task.react(run, [options])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
