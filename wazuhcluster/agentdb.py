@@ -886,8 +886,18 @@ _APPLY_SQL = (
 @_writes
 def _txnApplyAgentInfo(txn, nodeName, rows):
     parsed = [_agentInfoParams(row) for row in rows]
-    txn.execute('SELECT id, group_version, "group" IS NULL FROM agent WHERE id > 0')
-    known = {n: (version, noGroup) for n, version, noGroup in txn.fetchall()}
+    # Only the agents of this batch (reading the whole table per chunk made
+    # a 100 000-agent sync quadratic).
+    numbers = sorted({p[0] for p in parsed if p[0] > 0})
+    known = {}
+    for start in range(0, len(numbers), 500):
+        batch = numbers[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        txn.execute(
+            f'SELECT id, group_version, "group" IS NULL FROM agent WHERE id IN ({marks})',
+            batch,
+        )
+        known.update((n, (version, noGroup)) for n, version, noGroup in txn.fetchall())
     stored = [p for p in parsed if p[0] in known]
     txn.executemany(_APPLY_SQL, [(*values, nodeName, n) for n, values, _ in stored])
     _replaceLabels(txn, [(n, labels) for n, _, labels in stored if labels is not None])

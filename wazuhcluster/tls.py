@@ -490,3 +490,17 @@ def verifyHelloProof(proof, key, binding, clusterName, nodeName):
     """
     expected = helloProof(key, binding, clusterName, nodeName)
     return isinstance(proof, bytes) and hmac.compare_digest(proof, expected)
+
+
+def setNoDelay(transport):
+    """
+    Turn Nagle's algorithm off on a cluster connection (many small AMP
+    boxes answer each other: waiting to coalesce them only adds latency).
+    Transports without the option (in-memory ones) are left alone.
+    """
+    setTcpNoDelay = getattr(transport, "setTcpNoDelay", None)
+    if setTcpNoDelay is not None:
+        try:
+            setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass

@@ -75,6 +75,7 @@ class MasterConnection(amp.AMP):
 
     def connectionMade(self):
         super().connectionMade()
+        tls.setNoDelay(self.transport)
         self.log.info("Connection from {peer}", peer=self.peerAddress)
         self._helloDeadline = self.master.clock.callLater(
             self.master.items.master["hello_timeout"], self._helloTimedOut

@@ -58,6 +58,7 @@ class WorkerConnection(amp.AMP):
 
     def connectionMade(self):
         super().connectionMade()
+        tls.setNoDelay(self.transport)
         self.worker.sayHello(self)
 
     def handshakeCompleted(self):
