@@ -74,7 +74,7 @@ class HelloTests(SynchronousTestCase):
                                f"Could not connect to master: {text}."),
             self.logs.lines(),
         )
-        self.assertTrue(self.logs.contains(f"ERROR: [Worker] [Main] Rejected connection from "),
+        self.assertTrue(self.logs.contains("ERROR: [Worker] [Main] Rejected connection from "),
                         self.logs.lines())
         self.assertTrue(any(text in line and "[Worker] [Main]" in line
                             for line in self.logs.lines()))
@@ -135,9 +135,9 @@ class HelloTests(SynchronousTestCase):
     def helloOn(self, **overrides):
         """
         Connect a bare AMP client (with worker1's certificate) and send a
-        hello built from C{overrides}; return the answer's Deferred.
+        hello built from C{overrides}; return the client and the answer (a result or a Failure).
         """
-        worker = self.cluster.addWorker("worker1", start=False)
+        self.cluster.addWorker("worker1", start=False)
         client = amp.AMP()
         self.cluster.connectBare(client, "worker1")
         values = dict(cluster_name="wazuh", node_name="worker1", node_type="worker",

@@ -5,7 +5,6 @@ worker ends with exactly the master's synced files, never a half-written
 one.
 """
 
-import hashlib
 import os
 
 from twisted.trial.unittest import SynchronousTestCase

@@ -41,7 +41,7 @@ from wazuhcluster.agentdb import (
     CONNECTION_STATUSES,
     AgentDatabase,
 )
-from wazuhcluster.clientkeys import formatAgentId, parseAgentId
+from wazuhcluster.clientkeys import formatAgentId, parseAgentId, readClientKeys
 from wazuhcluster.commands import MAX_CHUNK
 from wazuhcluster.errors import ClusterError
 
@@ -286,3 +286,34 @@ def decodeAgentGroups(data):
             raise MalformedChunk(f"agent {number:03d}: invalid group version")
         checked.append((formatAgentId(number), groups, version))
     return checked
+
+
+def reconcileClientKeys(database, keysPath, runInThread, log):
+    """
+    Read C{client.keys} off the reactor thread and bring C{database} in line
+    with it (new agents added, removed ones deleted), logging what changed
+    and every malformed line.
+
+    @return: a L{Deferred} firing with C{(added, removed)} (two lists of
+        IDs), or L{None} if it failed (logged; it never fails).
+    """
+
+    def reconcile(result):
+        entries, problems = result
+        for problem in problems:
+            log.warn("{path}: {problem}", path=keysPath.path, problem=problem)
+        return database.reconcileClientKeys(entries)
+
+    def reconciled(result):
+        added, removed = result
+        if added or removed:
+            log.info("Agent database updated from client.keys: {added} added, "
+                     "{removed} removed.", added=len(added), removed=len(removed))
+        return result
+
+    def failed(failure):
+        log.error("Could not reconcile client.keys: {error}", error=failure.getErrorMessage())
+        return None
+
+    d = runInThread(readClientKeys, keysPath)
+    return d.addCallback(reconcile).addCallbacks(reconciled, failed)

@@ -11,7 +11,6 @@ master answers from its own state, a worker forwards to its master.
 import json
 import socket
 
-from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory

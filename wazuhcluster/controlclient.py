@@ -127,7 +127,7 @@ def formatHealth(clusterName, result, more=False):
         info_sync = status["last_sync_agentinfo"]
         lines += [
             "        Status:",
-            f"            Last keep Alive:",
+            "            Last keep Alive:",
             f"                Last received: {status['last_keep_alive']}.",
             "            Integrity check:",
             f"                Last integrity check: "

@@ -10,8 +10,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import DeferredList, maybeDeferred
 
 from wazuhcluster.agentdb import CONNECTION_STATUSES
-from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase
-from wazuhcluster.clientkeys import readClientKeys
+from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase, reconcileClientKeys
 from wazuhcluster.commands import ControlFailed
 from wazuhcluster.master.agent_groups_send import AgentGroupsSender
 from wazuhcluster.master.agent_info import AgentInfoReceiver
@@ -96,28 +95,9 @@ class MasterAgents(MultiService):
         return self.slot.get().addCallbacks(self._reconcile, lambda _: None)
 
     def _reconcile(self, database):
-        d = self.master.runInThread(readClientKeys, self.master.home.clientKeys)
-
-        def read(result):
-            entries, problems = result
-            for problem in problems:
-                self.log.warn("{path}: {problem}", path=self.master.home.clientKeys.path,
-                              problem=problem)
-            return database.reconcileClientKeys(entries)
-
-        def reconciled(result):
-            added, removed = result
-            if added or removed:
-                self.log.info("Agent database updated from client.keys: {added} added, "
-                              "{removed} removed.", added=len(added), removed=len(removed))
-            return database
-
-        def failed(failure):
-            self.log.error("Could not reconcile client.keys: {error}",
-                           error=failure.getErrorMessage())
-            return database
-
-        return d.addCallback(read).addCallbacks(reconciled, failed)
+        d = reconcileClientKeys(database, self.master.home.clientKeys,
+                                self.master.runInThread, self.log)
+        return d.addCallback(lambda _: database)
 
     # -- feature hooks ---------------------------------------------------------
 

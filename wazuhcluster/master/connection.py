@@ -7,7 +7,6 @@ then the responders a registered worker may call.
 import hmac
 import re
 
-from twisted.protocols import amp
 
 from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__
 from wazuhcluster.commands import (
@@ -19,6 +18,7 @@ from wazuhcluster.commands import (
     KeepAlive,
 )
 from wazuhcluster.health import WorkerStatus
+from wazuhcluster.node import FeatureResponders
 from wazuhcluster.results import ResultStore
 from wazuhcluster import tls
 
@@ -32,7 +32,7 @@ def _rejection(code, text):
     return HelloRejected(f"Error {code} - {text}")
 
 
-class MasterConnection(amp.AMP):
+class MasterConnection(FeatureResponders):
     """
     One worker's connection to the master.
 
@@ -55,9 +55,6 @@ class MasterConnection(amp.AMP):
         self.log = master.log.withTag("Worker")
         self._helloDeadline = None
         self.replaced = False
-        #: Responders of the master's features for this connection
-        #: (L{amp.CommandLocator}s), consulted after the connection's own.
-        self.locators = []
 
     # -- connection life -----------------------------------------------------
 
@@ -109,13 +106,7 @@ class MasterConnection(amp.AMP):
             )
             self.transport.abortConnection()
             return None
-        responder = super().locateResponder(name)
-        if responder is None and self.name is not None:
-            for locator in self.locators:
-                responder = locator.locateResponder(name)
-                if responder is not None:
-                    break
-        return responder
+        return super().locateResponder(name)
 
     # -- hello ---------------------------------------------------------------
 

@@ -4,7 +4,6 @@ The master node: listens for workers over mutual TLS, keeps the registry of
 authenticated workers, and owns the master-side services.
 """
 
-from twisted.application.service import MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols.policies import WrappingFactory
@@ -13,6 +12,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.node import NodeService
 from wazuhcluster.master.connection import MasterConnection
 from wazuhcluster.master.features import masterFeatures
 from wazuhcluster.master.keepalive import KeepAliveChecker
@@ -70,7 +70,7 @@ class MasterFactory(ServerFactory):
         return MasterConnection(self.master)
 
 
-class MasterService(MultiService):
+class MasterService(NodeService):
     """
     The master node.
 
@@ -80,29 +80,14 @@ class MasterService(MultiService):
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
                  runInThread=None, watchFiles=True):
-        super().__init__()
-        if runInThread is None:
-            from twisted.internet.threads import deferToThread as runInThread
-        #: How blocking work (hashing, tree walks, applying files) is run off
-        #: the reactor thread; tests inject a synchronous one.
-        self.runInThread = runInThread
-        #: Whether features may watch files with inotify.
-        self.watchFiles = watchFiles
-        if reactor is None:
-            from twisted.internet import reactor
-        self.home = home
-        self.config = config
-        self.items = items
-        self.identity = identity
-        self.reactor = reactor
-        self.clock = clock if clock is not None else reactor
+        super().__init__(home, config, items, identity, reactor, clock, runInThread,
+                         watchFiles)
         self.workers = {}
         self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master",
                                  node=config.node_name)
         self.control = MasterControlHandler(self)
         self.listener = None
         self.agents = None
-        self.features = []
         KeepAliveChecker(self).setServiceParent(self)
         for makeFeature in masterFeatures():
             self.addFeature(makeFeature(self))
@@ -113,8 +98,7 @@ class MasterService(MultiService):
         (its responders on a worker connection, or L{None}),
         C{workerConnected(connection)} and C{workerDisconnected(connection)}.
         """
-        self.features.append(feature)
-        feature.setServiceParent(self)
+        super().addFeature(feature)
 
     def buildFactory(self):
         """
@@ -170,11 +154,8 @@ class MasterService(MultiService):
         self._cleanStaging(name)
         connection.log.info("Worker {name} connected from {peer}.", name=name,
                             peer=connection.peerAddress)
+        connection.locators.extend(self.featureLocators(connection))
         for feature in self.features:
-            locatorFor = getattr(feature, "locatorFor", None)
-            locator = locatorFor(connection) if locatorFor else None
-            if locator is not None:
-                connection.locators.append(locator)
             connected = getattr(feature, "workerConnected", None)
             if connected is not None:
                 connected(connection)

@@ -8,8 +8,7 @@ line with the synced C{client.keys}, and runs the worker's two agent tasks
 from twisted.application.service import Service
 from twisted.internet.defer import DeferredLock, maybeDeferred
 
-from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase
-from wazuhcluster.clientkeys import readClientKeys
+from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase, reconcileClientKeys
 from wazuhcluster.worker.agent_groups_recv import AgentGroupsReceiver
 from wazuhcluster.worker.agent_info import AgentInfoSender
 
@@ -90,32 +89,11 @@ class WorkerAgents(Service):
         return self._reconciling.run(self._reconcile)
 
     def _reconcile(self):
-        keysPath = self.worker.home.clientKeys
-        d = self.slot.get()
+        def reconcile(database):
+            return reconcileClientKeys(database, self.worker.home.clientKeys,
+                                       self.worker.runInThread, self.log)
 
-        def read(database):
-            d = self.worker.runInThread(readClientKeys, keysPath)
-            return d.addCallback(lambda result: (database, result))
-
-        def reconcile(found):
-            database, (entries, problems) = found
-            for problem in problems:
-                self.log.warn("{path}: {problem}", path=keysPath.path, problem=problem)
-            return database.reconcileClientKeys(entries)
-
-        def reconciled(result):
-            added, removed = result
-            if added or removed:
-                self.log.info("Agent database updated from client.keys: {added} added, "
-                              "{removed} removed.", added=len(added), removed=len(removed))
-            return result
-
-        def failed(failure):
-            self.log.error("Could not reconcile client.keys: {error}",
-                           error=failure.getErrorMessage())
-            return None
-
-        return d.addCallback(read).addCallback(reconcile).addCallbacks(reconciled, failed)
+        return self.slot.get().addCallbacks(reconcile, lambda failure: None)
 
 
 def makeWorkerAgents(worker):

@@ -8,13 +8,11 @@ the per-connection tasks while it is up.
 import random
 
 from twisted.application.internet import ClientService
-from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.protocols import amp
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
@@ -22,6 +20,7 @@ from wazuhcluster import PROTOCOL_VERSION, __version__
 from wazuhcluster.commands import Hello
 from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.node import FeatureResponders, NodeService
 from wazuhcluster.worker.features import workerFeatures
 from wazuhcluster.worker.keepalive import KeepAliveSender
 from wazuhcluster import tls
@@ -31,7 +30,7 @@ MAX_RETRY_DELAY = 60.0
 
 
 @implementer(IHandshakeListener)
-class WorkerConnection(amp.AMP):
+class WorkerConnection(FeatureResponders):
     """
     The worker's side of its connection to the master.
 
@@ -44,17 +43,6 @@ class WorkerConnection(amp.AMP):
         self.worker = worker
         self.handshake = Deferred()
         self.masterName = None
-        #: Responders of the worker's features for this connection.
-        self.locators = []
-
-    def locateResponder(self, name):
-        responder = super().locateResponder(name)
-        if responder is None and self.masterName is not None:
-            for locator in self.locators:
-                responder = locator.locateResponder(name)
-                if responder is not None:
-                    break
-        return responder
 
     def connectionMade(self):
         super().connectionMade()
@@ -92,7 +80,7 @@ class _ObservedEndpoint:
         return failure
 
 
-class WorkerService(MultiService):
+class WorkerService(NodeService):
     """
     The worker node.
 
@@ -103,29 +91,15 @@ class WorkerService(MultiService):
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
                  endpoint=None, jitter=random.random, runInThread=None, watchFiles=True):
-        super().__init__()
-        if runInThread is None:
-            from twisted.internet.threads import deferToThread as runInThread
-        #: How blocking work (hashing, tree walks, applying files) is run off
-        #: the reactor thread; tests inject a synchronous one.
-        self.runInThread = runInThread
-        #: Whether features may watch files with inotify.
-        self.watchFiles = watchFiles
-        if reactor is None:
-            from twisted.internet import reactor
-        self.home = home
-        self.config = config
-        self.items = items
-        self.identity = identity
-        self.reactor = reactor
-        self.clock = clock if clock is not None else reactor
+        super().__init__(home, config, items, identity, reactor, clock, runInThread,
+                         watchFiles)
+        reactor = self.reactor
         self.jitter = jitter
         self.connection = None
         self.log = ClusterLogger(f"Worker {config.node_name}", "Main",
                                  namespace="wazuhcluster.worker", node=config.node_name)
         self.keepAlive = KeepAliveSender(self)
         self.tasks = [self.keepAlive]
-        self.features = []
         self._lastProblem = None
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, config.masterHost, config.port)
@@ -145,9 +119,8 @@ class WorkerService(MultiService):
         (run while connected) that may also have C{locatorFor(connection)}
         (its responders on the master connection, or L{None}).
         """
-        self.features.append(feature)
         self.tasks.append(feature)
-        feature.setServiceParent(self)
+        super().addFeature(feature)
 
     def buildFactory(self):
         """
@@ -233,11 +206,7 @@ class WorkerService(MultiService):
 
     def _welcomed(self, answer, connection):
         connection.masterName = answer["master_name"]
-        for feature in self.features:
-            locatorFor = getattr(feature, "locatorFor", None)
-            locator = locatorFor(connection) if locatorFor else None
-            if locator is not None:
-                connection.locators.append(locator)
+        connection.locators.extend(self.featureLocators(connection))
         self.connection = connection
         self._cleanStaging(connection.masterName)
         self.log.info("Successfully connected to master.")

@@ -27,7 +27,6 @@ from wazuhcluster.commands import (
     TransferAborted,
     TransferDone,
 )
-from wazuhcluster.errors import ClusterError
 from wazuhcluster.integrity import ManifestDecoder, compareManifests
 from wazuhcluster.local_integrity import LocalIntegrity
 from wazuhcluster.staging import StagedSync
