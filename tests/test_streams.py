@@ -261,3 +261,44 @@ class ReceiverTests(SynchronousTestCase):
             receiver.feed(stream[i:i + 1])
         receiver.finish()
         self.assertEqual(staged.apply([]).created, ("etc/rules/a.xml",))
+
+
+class PrefetchTests(SynchronousTestCase):
+    """
+    The sender keeps the disk reading ahead of it, in a thread.
+    """
+
+    def test_readsAhead(self):
+        """
+        Files are advised to the kernel, in order, before the sender reaches
+        them, in bounded batches; every file is advised once.
+        """
+        from wazuhcluster import streams
+
+        files = {f"etc/shared/g/f{i:04d}": b"x" * 10 for i in range(1200)}
+        root = makeHome(self, files)
+        batches = []
+
+        def recordingThread(function, paths):
+            self.assertIs(function, streams.adviseWillNeed)
+            batches.append(list(paths))
+            function(paths)
+            return succeed(None)
+
+        entries = [(p, md5(d), len(d)) for p, d in sorted(files.items())]
+        peer = ManualPeer()
+        done = FileStreamSender(root, entries, peer.send, runInThread=recordingThread).start()
+        while peer.pending:
+            peer.ackAll()
+        self.successResultOf(done)
+        advised = [path for batch in batches for path in batch]
+        self.assertEqual(advised, [root.preauthChild(p).path for p, _, _ in entries])
+        self.assertTrue(all(len(batch) <= streams.PREFETCH_FILES for batch in batches))
+
+    def test_adviseIgnoresMissing(self):
+        """
+        A file that vanished is skipped by the hint.
+        """
+        from wazuhcluster.streams import adviseWillNeed
+
+        adviseWillNeed([self.mktemp()])

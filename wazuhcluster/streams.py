@@ -199,6 +199,67 @@ def _failure(exception):
     return Failure(exception)
 
 
+#: How far ahead of the file being sent the disk is asked to read.
+PREFETCH_FILES = 512
+PREFETCH_BYTES = 32 * 1024 * 1024
+
+
+def adviseWillNeed(paths):
+    """
+    Ask the kernel to start reading C{paths} (run in a thread: opening a
+    file whose inode is not cached waits for the disk).  Missing files and
+    errors are ignored: this is only a hint.
+    """
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+class _Prefetcher:
+    """
+    Keeps the disk reading ahead of a L{FileStreamSender}, in a thread, so
+    that the reactor thread's reads of many small files hit the page cache
+    instead of waiting for the disk one file at a time.
+    """
+
+    def __init__(self, root, files, runInThread):
+        self.root = root
+        self.files = files
+        self.runInThread = runInThread
+        self.advised = 0
+        self.running = False
+
+    def ahead(self, index):
+        """
+        The sender is at file C{index}: make sure what follows is on its way.
+        """
+        if self.running or self.advised >= len(self.files):
+            return
+        if self.advised - index > PREFETCH_FILES // 2:
+            return
+        start = max(self.advised, index)
+        end, size = start, 0
+        while end < len(self.files) and end - start < PREFETCH_FILES and size < PREFETCH_BYTES:
+            size += self.files[end][2]
+            end += 1
+        paths = [self.root.preauthChild(relpath).path for relpath, _, _ in self.files[start:end]]
+        self.advised = end
+        self.running = True
+        d = self.runInThread(adviseWillNeed, paths)
+        d.addBoth(self._done)
+
+    def _done(self, ignored):
+        self.running = False
+
+
 class FileStreamSender:
     """
     Sends files of a home, back to back, through a L{ChunkConsumer}.
@@ -206,10 +267,12 @@ class FileStreamSender:
     @ivar files: C{(relpath, md5, size)} of every file to send, in order.
     """
 
-    def __init__(self, root, files, send, window=DEFAULT_WINDOW):
+    def __init__(self, root, files, send, window=DEFAULT_WINDOW, runInThread=None):
         self.root = root
         self.files = list(files)
         self.consumer = ChunkConsumer(send, window)
+        self._prefetcher = (_Prefetcher(root, self.files, runInThread)
+                            if runInThread is not None else None)
         self.bytesSent = 0
         self._done = Deferred()
         self._index = 0
@@ -263,6 +326,8 @@ class FileStreamSender:
         if self._index == len(self.files):
             self.consumer.flush().addCallbacks(self._done.callback, self._fail)
             return None
+        if self._prefetcher is not None:
+            self._prefetcher.ahead(self._index)
         relpath, md5, size = self.files[self._index]
         self._index += 1
         try:

@@ -206,7 +206,8 @@ class _MasterIntegrityLocator(amp.CommandLocator):
         entries = [(path, md5, size) for path, (md5, size) in sorted(current.requested.items())]
         current.sender = FileStreamSender(
             self.feature.master.home.root, entries,
-            lambda data: self.connection.callRemote(FileData, session=session, data=data))
+            lambda data: self.connection.callRemote(FileData, session=session, data=data),
+            runInThread=self.feature.master.runInThread)
         current.started = now
         self.clock.callLater(0, self._send, current)
         return {"files": len(entries), "bytes": sum(size for _, _, size in entries)}

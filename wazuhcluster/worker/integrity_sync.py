@@ -88,7 +88,10 @@ class IntegrityWorker(MultiService):
             worker.log.withSubtag("Local integrity"),
             worker.clock,
             runInThread=worker.runInThread,
-            watch=worker.watchFiles,
+            # No inotify on workers: every round rescans them anyway, and
+            # watching the files a sync is writing costs more than it saves
+            # (it doubled the apply of a 20 000-file sync).
+            watch=False,
             reactor=worker.reactor,
         )
         self.local.setServiceParent(self)
