@@ -93,6 +93,14 @@ class StagingTestsMixin:
         if self.stagingDir.exists():
             self.assertEqual(self.stagingDir.listdir(), [])
 
+    def forceCopies(self):
+        """
+        Make the staging area look like another file system, so staged files
+        are copied beside their targets as C{.tmp} before the renames.
+        """
+        realDeviceOf = staging._deviceOf
+        self.patch(staging, "_deviceOf", lambda path: realDeviceOf(path) + 1)
+
     def tempFiles(self):
         return sorted(
             p.path for p in self.root.walk() if p.basename().endswith(".tmp")
@@ -222,6 +230,164 @@ class ApplyTests(StagingTestsMixin, SynchronousTestCase):
         self.assertEqual(self.content("etc/shared/gone/new.conf"), b"new")
         excluded = "etc/shared/gone/ar.conf"
         self.assertEqual(self.content(excluded), OLD[excluded])
+
+    def assertNewApplied(self):
+        for relpath, content in NEW.items():
+            self.assertEqual(self.content(relpath), content)
+            mode = stat.S_IMODE(os.stat(self.root.preauthChild(relpath).path).st_mode)
+            self.assertEqual(mode, 0o640 if relpath == "etc/client.keys" else 0o660)
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()
+
+    def recordReplaces(self):
+        """
+        Record the C{(source, destination)} of every C{os.replace}.
+        """
+        calls = []
+        realReplace = os.replace
+
+        def replace(source, destination):
+            calls.append((source, destination))
+            return realReplace(source, destination)
+
+        self.patch(os, "replace", replace)
+        return calls
+
+    def test_closeSetsPermissions(self):
+        """
+        A staged file gets its item's permissions when it is closed and
+        verified, so that placing it is a rename.
+        """
+        sync = self.stage(NEW)
+        for relpath in NEW:
+            staged = sync._files[relpath]
+            mode = stat.S_IMODE(os.stat(staged.stagedPath).st_mode)
+            self.assertEqual(mode, 0o640 if relpath == "etc/client.keys" else 0o660)
+        sync.abort()
+
+    def test_renamedStraightIntoPlace(self):
+        """
+        On one file system each staged file is renamed over its target in
+        a single C{os.replace}, and no C{.tmp} file is made or removed.
+        """
+        replaces = self.recordReplaces()
+        unlinked = []
+        realUnlink = os.unlink
+
+        def unlink(path, *a, **kw):
+            unlinked.append(path)
+            return realUnlink(path, *a, **kw)
+
+        self.patch(os, "unlink", unlink)
+        self.stage(NEW).apply([])
+        self.assertNewApplied()
+        self.assertEqual(
+            [destination for _, destination in replaces],
+            [self.root.preauthChild(p).path for p in sorted(NEW)],
+        )
+        self.assertTrue(all(source.endswith(".part") for source, _ in replaces))
+        self.assertEqual([p for p in unlinked if p.endswith(".tmp")], [])
+
+    def test_copiedAcrossFileSystems(self):
+        """
+        When the staging area and the targets are on different file systems,
+        staged files are copied beside their targets as C{.<name>.tmp} (with
+        the item's permissions) and those copies are renamed.
+        """
+        self.forceCopies()
+        replaces = self.recordReplaces()
+        self.stage(NEW).apply(DELETIONS)
+        self.assertNewApplied()
+        self.assertEqual(len(replaces), len(NEW))
+        for source, destination in replaces:
+            directory, name = os.path.split(destination)
+            self.assertEqual(source, os.path.join(directory, f".{name}.tmp"))
+
+    def test_acrossMounts(self):
+        """
+        Where renaming a staged file fails with C{EXDEV} although the file
+        systems look the same (another mount of it), the file is copied
+        beside its target and the copy renamed.
+        """
+        realReplace = os.replace
+
+        def replace(source, destination):
+            if source.endswith(".part"):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return realReplace(source, destination)
+
+        self.patch(os, "replace", replace)
+        self.stage(NEW).apply(DELETIONS)
+        self.assertNewApplied()
+
+    def test_staleTemporaryReplaced(self):
+        """
+        A C{.<name>.tmp} left by an interrupted copy does not stop a copy.
+        """
+        self.put("etc/rules/.local_rules.xml.tmp", b"stale")
+        self.forceCopies()
+        self.stage(NEW).apply([])
+        self.assertNewApplied()
+
+    def test_eachDirectoryExaminedOnce(self):
+        """
+        Each directory is examined or created once per apply, however many
+        files it receives: one C{lstat} per target plus one per directory.
+        """
+        files = {
+            f"etc/shared/g{group}/sub/f{index}.conf": b"%d" % index
+            for group in range(3)
+            for index in range(20)
+        }
+        files.update({f"etc/rules/r{index}.xml": b"r" for index in range(20)})
+        sync = self.stage(files)
+        lstats, mkdirs = [], []
+        realLstat, realMkdir = os.lstat, os.mkdir
+
+        def lstat(path, *a, **kw):
+            lstats.append(path)
+            return realLstat(path, *a, **kw)
+
+        def mkdir(path, *a, **kw):
+            mkdirs.append(path)
+            return realMkdir(path, *a, **kw)
+
+        self.patch(os, "lstat", lstat)
+        self.patch(os, "mkdir", mkdir)
+        sync.apply([])
+        directories = {os.path.dirname(p) for p in files}
+        self.assertEqual(len(mkdirs), 6)
+        self.assertEqual(len(set(mkdirs)), len(mkdirs))
+        self.assertLessEqual(len(lstats), len(files) + len(directories) + 3)
+        for relpath, content in files.items():
+            self.assertEqual(self.content(relpath), content)
+
+    def test_flushedBeforeRenames(self):
+        """
+        With C{syncfs}, the staging area's file system is flushed before the
+        first rename and the home's after the last; without it, every staged
+        file is fsynced before the first rename.
+        """
+        events = []
+        realReplace, realFsync = os.replace, os.fsync
+
+        def replace(source, destination):
+            events.append("replace")
+            return realReplace(source, destination)
+
+        self.patch(os, "replace", replace)
+        self.patch(staging, "_canSyncfs", lambda: True)
+        self.patch(staging, "_syncfs", lambda path: events.append("syncfs"))
+        self.stage(NEW).apply([])
+        self.assertEqual(events, ["syncfs"] + ["replace"] * len(NEW) + ["syncfs"])
+
+        del events[:]
+        self.patch(staging, "_canSyncfs", lambda: False)
+        self.patch(os, "fsync", lambda fd: (events.append("fsync"), realFsync(fd)))
+        self.stage({p: c + b"again" for p, c in NEW.items()}).apply([])
+        self.assertEqual(
+            events[: 2 * len(NEW)], ["fsync"] * len(NEW) + ["replace"] * len(NEW)
+        )
 
 
 class RejectTests(StagingTestsMixin, SynchronousTestCase):
@@ -357,6 +523,54 @@ class RejectTests(StagingTestsMixin, SynchronousTestCase):
         self.assertEqual(outside.child("agent.conf").getContent(), b"precious")
         self.assertNothingApplied()
 
+    def test_symlinkedTargetRefused(self):
+        """
+        A target that is a symlink refuses the whole apply; the file it
+        points to is untouched.
+        """
+        outside = FilePath(self.mktemp())
+        outside.parent().makedirs(ignoreExistingDirectory=True)
+        outside.setContent(b"precious")
+        self.root.preauthChild("etc/lists").makedirs()
+        os.symlink(outside.path, self.root.preauthChild("etc/lists/link").path)
+        sync = self.stage({**NEW, "etc/lists/link": b"evil"})
+        self.assertRaises(UnsafePath, sync.apply, [])
+        self.assertEqual(outside.getContent(), b"precious")
+        self.assertNothingApplied()
+        self.assertStagingEmpty()
+
+    def test_symlinkBelowCheckedDirectory(self):
+        """
+        A symlink below a directory already verified for other files of the
+        same apply is still refused.
+        """
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        self.put("etc/shared/ok/agent.conf", b"ok")
+        os.symlink(outside.path, self.root.preauthChild("etc/shared/ok/evil").path)
+        files = {
+            **NEW,
+            "etc/shared/ok/agent.conf": b"new",
+            "etc/shared/ok/b.conf": b"new",
+            "etc/shared/ok/evil/deep/agent.conf": b"evil",
+        }
+        sync = self.stage(files)
+        self.assertRaises(UnsafePath, sync.apply, DELETIONS)
+        self.assertEqual(outside.listdir(), [])
+        self.assertNothingApplied()
+        self.assertEqual(self.content("etc/shared/ok/agent.conf"), b"ok")
+
+    def test_fileInTheWayOfDirectory(self):
+        """
+        A file where a directory must go is a conflict: nothing is renamed.
+        """
+        self.put("etc/lists/afile", b"x")
+        sync = self.stage({**NEW, "etc/lists/afile/sub/x": b"x"})
+        self.assertRaises(StagingError, sync.apply, [])
+        self.assertNothingApplied()
+        self.assertEqual(self.content("etc/lists/afile"), b"x")
+        self.assertStagingEmpty()
+
     def test_directoryInTheWay(self):
         """
         A directory where a file must go is a conflict: nothing is renamed.
@@ -482,10 +696,91 @@ class CrashTests(StagingTestsMixin, SynchronousTestCase):
                 raise OSError(28, "No space left on device")
             return realChmod(fd, mode)
 
-        self.patch(os, "fchmod", fchmod)
         sync = self.stage(NEW)
+        self.forceCopies()
+        self.patch(os, "fchmod", fchmod)
+        self.assertRaises(OSError, sync.apply, [])
+        self.assertEqual(len(calls), 3)
+        for relpath in NEW:
+            self.assertEqual(self.content(relpath), OLD.get(relpath))
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()
+
+    def test_failureCreatingDirectory(self):
+        """
+        A failure creating a missing directory (before any rename) leaves
+        every target old.
+        """
+
+        def mkdir(path, mode=0o777):
+            raise OSError(28, "No space left on device")
+
+        sync = self.stage(NEW)
+        self.patch(os, "mkdir", mkdir)
         self.assertRaises(OSError, sync.apply, [])
         for relpath in NEW:
             self.assertEqual(self.content(relpath), OLD.get(relpath))
         self.assertEqual(self.tempFiles(), [])
         self.assertStagingEmpty()
+
+    def test_failureFlushing(self):
+        """
+        A failure flushing the staged bytes, before any rename, leaves every
+        target old, whether staged files are renamed or copied.
+        """
+
+        def syncfs(path):
+            raise OSError(5, "Simulated I/O error")
+
+        self.patch(staging, "_canSyncfs", lambda: True)
+        self.patch(staging, "_syncfs", syncfs)
+        for copies in (False, True):
+            if copies:
+                self.forceCopies()
+            sync = self.stage(NEW)
+            self.assertRaises(OSError, sync.apply, [])
+            for relpath in NEW:
+                self.assertEqual(self.content(relpath), OLD.get(relpath))
+            self.assertEqual(self.tempFiles(), [])
+            self.assertStagingEmpty()
+
+    def test_failureClosing(self):
+        """
+        A staged file that cannot get its permissions when closed is
+        discarded, and the sync then refuses to apply.
+        """
+
+        def fchmod(fd, mode):
+            raise OSError(28, "No space left on device")
+
+        sync = self.stage(NEW)
+        staged = sync.open("etc/lists/x", md5(b"x"), 1)
+        staged.write(b"x")
+        self.patch(os, "fchmod", fchmod)
+        self.assertRaises(OSError, staged.close)
+        self.assertFalse(staged.verified)
+        self.assertFalse(os.path.exists(staged.stagedPath))
+        self.assertRaises(IncompleteSync, sync.apply, [])
+        for relpath in NEW:
+            self.assertEqual(self.content(relpath), OLD.get(relpath))
+        self.assertStagingEmpty()
+
+    def test_failureAtEveryCopiedRename(self):
+        """
+        With files copied beside their targets, whichever rename fails each
+        target is old or new and the copies not renamed are removed.
+        """
+        for failAt in range(1, len(NEW) + 1):
+            self.setUp()
+            self.forceCopies()
+            self.failingReplace(failAt)
+            sync = self.stage(NEW)
+            self.assertRaises(OSError, sync.apply, DELETIONS)
+            states = []
+            for relpath, content in NEW.items():
+                current = self.content(relpath)
+                self.assertIn(current, (OLD.get(relpath), content))
+                states.append(current == content)
+            self.assertEqual(states.count(True), failAt - 1)
+            self.assertEqual(self.tempFiles(), [])
+            self.assertStagingEmpty()
