@@ -190,7 +190,8 @@ def cpuSeconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-_COUNTER = re.compile(r"\b(bytes_sent|bytes_received|bytes_acked|segs_out|segs_in|data_segs_out|data_segs_in):(\d+)")
+_COUNTER = re.compile(r"\b(bytes_sent|bytes_received|bytes_acked|segs_out|segs_in"
+                      r"|data_segs_out|data_segs_in):(\d+)")
 
 
 def socketCounters(port):
@@ -445,7 +446,8 @@ def run(options):
         if not options.no_baseline:
             time.sleep(2.0)
             baseline = measureWindow(master.pid, cluster.port, options.window)
-            print(f"baseline (0 workers): master CPU {pct(baseline['cpu'], baseline['elapsed']):.2f}%"
+            share = pct(baseline['cpu'], baseline['elapsed'])
+            print(f"baseline (0 workers): master CPU {share:.2f}%"
                   f" of one core over {baseline['elapsed']:.1f}s", flush=True)
 
         hostLog = open(os.path.join(cluster.base, "workers.out"), "ab")
@@ -508,7 +510,8 @@ def run(options):
     wire = payload + segments * HEADER_BYTES
     perWorkerSecond = payload / n / elapsed if n else float("nan")
     wirePerWorkerSecond = wire / n / elapsed if n else float("nan")
-    perSocket = sorted((s.get("bytes_sent", 0) + s.get("bytes_received", 0)) for s in sockets.values())
+    perSocket = sorted((s.get("bytes_sent", 0) + s.get("bytes_received", 0))
+                       for s in sockets.values()) or [0]
     cpu = pct(idle["cpu"], elapsed)
 
     print()
@@ -532,8 +535,7 @@ def run(options):
               f"{dataSegments / checks:.1f} carry data")
     print(f"  per worker: {perWorkerSecond:.1f} B/s payload, {wirePerWorkerSecond:.1f} B/s on "
           f"the wire (with IP+TCP headers); per-connection total min/median/max "
-          f"{perSocket[0] if perSocket else 0}/{perSocket[len(perSocket) // 2] if perSocket else 0}/"
-          f"{perSocket[-1] if perSocket else 0} B")
+          f"{perSocket[0]}/{perSocket[len(perSocket) // 2]}/{perSocket[-1]} B")
     for period in (SYNC_INTEGRITY, SYNC_PERIOD_10):
         p, w = perWorkerSecond * period, wirePerWorkerSecond * period
         print(f"  per worker per {period:.0f} s period: {p:.0f} B payload, {w:.0f} B on the wire; "
