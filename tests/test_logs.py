@@ -90,6 +90,9 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(normal(amp), PredicateResult.no)
         ampError = event("x", LogLevel.error, log_namespace="twisted.protocols.amp")
         self.assertEqual(normal(ampError), PredicateResult.maybe)
+        retry = event("Scheduling retry", LogLevel.info,
+                      log_namespace="twisted.application._client_service._Core")
+        self.assertEqual(normal(retry), PredicateResult.no)
 
     def test_serviceWritesOnlyItsNode(self):
         """

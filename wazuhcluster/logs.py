@@ -52,6 +52,7 @@ _QUIET_NAMESPACES = (
     "twisted.protocols.tls",
     "twisted.internet.protocol",
     "twisted.application.internet",
+    "twisted.application._client_service",
 )
 
 
