@@ -4,6 +4,9 @@ Tests for the twistd plugins' options and service trees.
 """
 
 import io
+import re
+import shutil
+import tempfile
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -20,6 +23,8 @@ from wazuhcluster.master.server import ConnectionLimiter, MasterService
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.tap import Options, makeNodeService
 from wazuhcluster.worker.client import WorkerService
+
+from tests.test_endtoend import freePort
 
 
 class OptionsTests(SynchronousTestCase):
@@ -48,11 +53,15 @@ class MakeServiceTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.base = FilePath(self.mktemp())
+        # A short base: UNIX socket paths are limited to 107 bytes.
+        self.base = FilePath(tempfile.mkdtemp(prefix="wzt-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, self.base.path, True)
         self.ca = self.base.child("ca").path
-        self.master = initNode(self.base.child("m").path, "master", "master", self.ca)
+        port = freePort()
+        self.master = initNode(self.base.child("m").path, "master", "master", self.ca,
+                               port=port, bindAddr="127.0.0.1")
         self.worker = initNode(self.base.child("w").path, "worker", "worker1", self.ca,
-                               masterHost="127.0.0.1")
+                               masterHost="127.0.0.1", port=port)
 
     def make(self, home, kind):
         options = Options()
@@ -97,7 +106,8 @@ class MakeServiceTests(SynchronousTestCase):
         """
         A configuration error stops the start with the original's text.
         """
-        text = self.master.ossecConf.getContent().replace(b"<port>1516</port>", b"<port>80</port>")
+        text = self.master.ossecConf.getContent()
+        text = re.sub(rb"<port>\d+</port>", b"<port>80</port>", text)
         self.master.ossecConf.setContent(text)
         err, make = self.make(self.master, "master")
         self.assertRaises(StartupError, make)
@@ -113,6 +123,42 @@ class MakeServiceTests(SynchronousTestCase):
         err = io.StringIO()
         self.assertRaises(StartupError, makeNodeService, options, "master", None, err)
         self.assertIn("does not exist", err.getvalue())
+
+    def test_portInUse(self):
+        """
+        A master whose port is taken is refused before it starts (and before
+        twistd daemonises), with one line.
+        """
+        import socket
+
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        self.master = initNode(self.master.root.path, "master", "master", self.ca,
+                               port=port, bindAddr="127.0.0.1")
+        err, make = self.make(self.master, "master")
+        self.assertRaises(StartupError, make)
+        self.assertIn(f"Cannot listen on 127.0.0.1:{port}: Address already in use.",
+                      err.getvalue())
+
+    def test_controlSocketAnswers(self):
+        """
+        A second daemon on the same home is refused: its control socket
+        already answers.
+        """
+        import socket
+
+        path = self.worker.controlSocket
+        path.parent().makedirs(ignoreExistingDirectory=True)
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path.path)
+        server.listen(1)
+        self.addCleanup(server.close)
+        err, make = self.make(self.worker, "worker")
+        self.assertRaises(StartupError, make)
+        self.assertIn("Another cluster daemon is already running on this home", err.getvalue())
 
     def test_missingCertificates(self):
         """

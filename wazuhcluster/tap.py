@@ -4,6 +4,7 @@ The twistd plugins C{wazuh-master} and C{wazuh-worker}: options and the
 service tree of a node.
 """
 
+import socket
 import sys
 import time
 
@@ -12,6 +13,7 @@ from twisted.logger import LogLevel
 from twisted.python import usage
 
 from wazuhcluster.config import loadClusterItems, readClusterConfig
+from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
@@ -78,6 +80,36 @@ class _StartupNotes(Service):
         )
 
 
+#: The longest path a UNIX socket can have on Linux.
+MAX_SOCKET_PATH = 107
+
+
+def addressProblem(home, config, nodeType):
+    """
+    Why the node could not listen where it must, or L{None}: checked before
+    twistd daemonises, so that the user reads the reason and the exit
+    status is 1 (a daemon that fails later can only log it).
+    """
+    path = home.controlSocket.path
+    if len(path.encode("utf-8")) > MAX_SOCKET_PATH:
+        return (f"The control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
+                "use a shorter home path.")
+    if socketAnswers(path):
+        return f"Another cluster daemon is already running on this home ({path} answers)."
+    if nodeType != "master":
+        return None
+    family = socket.AF_INET6 if ":" in config.bind_addr else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((config.bind_addr, config.port))
+    except OSError as error:
+        return f"Cannot listen on {config.bind_addr}:{config.port}: {error.strerror}."
+    finally:
+        probe.close()
+    return None
+
+
 def makeNodeService(options, nodeType, reactor=None, stderr=None):
     """
     Build the service tree of a C{nodeType} node from C{options}.
@@ -105,6 +137,9 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         identity = tls.loadNodeIdentity(home.sslDir)
     except ClusterError as error:
         refuse(home, str(error), program, stderr)
+    problem = addressProblem(home, config, nodeType)
+    if problem is not None:
+        refuse(home, problem, program, stderr)
 
     root = MultiService()
     ClusterLogService(home.clusterLog, debug=bool(options["debug"])).setServiceParent(root)
