@@ -128,6 +128,9 @@ Try, in another terminal:
   wazuh-cluster control --home {master} -i more     # their health
   wazuh-cluster control --home {worker} -l          # asked on a worker: forwarded to the master
   wazuh-cluster agent list --home {worker}          # agents the worker learnt from client.keys
+  wazuh-cluster agent report --home {worker} --id 001 --os-name Ubuntu --os-version 24.04
+  wazuh-cluster control --home {master} -a          # 001 is active on {os.path.basename(worker)} (group web)
+  wazuh-cluster agent group --home {master} --id 004 --set db
   echo '<group name="demo"/>' > {master}/etc/rules/demo_rules.xml
   ls -l {worker}/etc/rules/                          # the new rule file is already there
   tail -f {master}/logs/cluster.log
