@@ -4,6 +4,7 @@ Tests for the twistd plugins' options and service trees.
 """
 
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -196,3 +197,43 @@ class ConnectionLimiterTests(SynchronousTestCase):
         self.assertIsNotNone(limiter.buildProtocol(IPv4Address("TCP", "10.0.0.6", 1)))
         protocols[0].connectionLost(Failure(ConnectionDone()))
         self.assertIsNotNone(limiter.buildProtocol(first))
+
+
+class TacFileTests(SynchronousTestCase):
+    """
+    The C{.tac} files build the same nodes as the plugins.
+    """
+
+    def test_masterAndWorkerTac(self):
+        """
+        C{tapfiles/master.tac} and C{worker.tac} load into an application
+        holding the node named by C{WAZUH_HOME}.
+        """
+        from twisted.application.service import IServiceCollection, loadApplication
+
+        base = FilePath(tempfile.mkdtemp(prefix="wzt-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, base.path, True)
+        port = freePort()
+        ca = base.child("ca").path
+        homes = {
+            "master": initNode(base.child("m").path, "master", "master", ca, port=port,
+                               bindAddr="127.0.0.1"),
+            "worker": initNode(base.child("w").path, "worker", "worker1", ca,
+                               masterHost="127.0.0.1", port=port),
+        }
+        tapfiles = FilePath(__file__).parent().sibling("tapfiles")
+        for kind, nodeClass in (("master", MasterService), ("worker", WorkerService)):
+            self.patch(os, "environ", dict(os.environ, WAZUH_HOME=homes[kind].root.path))
+            application = loadApplication(tapfiles.child(f"{kind}.tac").path, "python")
+            roots = list(IServiceCollection(application))
+            self.assertTrue(any(isinstance(s, nodeClass) for s in roots[0]))
+
+    def test_missingHome(self):
+        """
+        Without a home in the environment the .tac refuses with one line.
+        """
+        from wazuhcluster.tap import applicationFor
+
+        err = io.StringIO()
+        self.assertRaises(StartupError, applicationFor, "master", environ={}, stderr=err)
+        self.assertIn("--home is required", err.getvalue())

@@ -151,7 +151,7 @@ def runDemo(directory, workers, port, out, err, reactor=None):
         err.write(f"wazuh-cluster demo: {base} is too deep for UNIX sockets; "
                   "use a shorter --dir\n")
         return 2
-    port = port or _previousPort(base) or freePort()
+    port = port or previousPort(base) or freePort()
     homes = createDemo(base, workers, port)
     if reactor is None:
         from twisted.internet import reactor
@@ -164,7 +164,7 @@ def runDemo(directory, workers, port, out, err, reactor=None):
     return 0
 
 
-def _previousPort(base):
+def previousPort(base):
     """
     The port of an existing demo under C{base}, so that re-running it keeps
     the homes valid.

@@ -4,6 +4,7 @@ The twistd plugins C{wazuh-master} and C{wazuh-worker}: options and the
 service tree of a node.
 """
 
+import os
 import socket
 import sys
 import time
@@ -166,3 +167,22 @@ def makeWorkerService(options):
     C{twistd wazuh-worker}.
     """
     return makeNodeService(options, "worker")
+
+
+def applicationFor(nodeType, environ=None, stderr=None):
+    """
+    The service of a C{nodeType} node for a C{.tac} file: the home comes
+    from C{WAZUH_HOME} (or C{HOME}), debug from C{WAZUH_DEBUG}.
+    """
+    environ = environ if environ is not None else os.environ
+    home = environ.get("WAZUH_HOME") or environ.get("HOME")
+    options = Options()
+    arguments = ["--home", home] if home else []
+    if environ.get("WAZUH_DEBUG") not in (None, "", "0", "no"):
+        arguments.append("--debug")
+    try:
+        options.parseOptions(arguments)
+    except usage.UsageError as error:
+        (stderr or sys.stderr).write(f"wazuh-{nodeType}: {error} (set WAZUH_HOME)\n")
+        raise StartupError()
+    return makeNodeService(options, nodeType, stderr=stderr)

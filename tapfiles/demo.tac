@@ -1,0 +1,17 @@
+# twistd -ny tapfiles/demo.tac   (WAZUH_DEMO_DIR=./demo, WAZUH_DEMO_WORKERS=2)
+#
+# The demo cluster of 'wazuh-cluster demo' (a master and N workers on
+# loopback, in one process), as a .tac file.
+
+import os
+
+from twisted.application.service import Application
+from twisted.internet import reactor
+
+from wazuhcluster.demo import buildDemo, createDemo, freePort, previousPort
+
+base = os.path.abspath(os.environ.get("WAZUH_DEMO_DIR", "demo"))
+homes = createDemo(base, int(os.environ.get("WAZUH_DEMO_WORKERS", "2")),
+                   previousPort(base) or freePort())
+application = Application("wazuh-demo")
+buildDemo(homes, reactor).setServiceParent(application)
