@@ -15,13 +15,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from wazuhcluster.cli import run as runCli
+from wazuhcluster.demo import freePort  # re-exported for the benchmarks
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
@@ -33,15 +33,6 @@ SYNCED_DIRS = ("etc/shared", "var/multigroups", "etc/rules", "etc/decoders", "et
 SYNCED_FILES = ("etc/client.keys",)
 
 
-def freePort():
-    """
-    A loopback TCP port nothing listens on right now.
-    """
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 def environment():

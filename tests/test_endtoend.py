@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import tempfile
-import socket
 import sys
 
 from twisted.internet import defer, reactor
@@ -32,15 +31,6 @@ FAST = {
 }
 
 
-def freePort():
-    """
-    A TCP port nothing listens on right now.
-    """
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 class _Node(ProcessProtocol):
@@ -257,6 +247,7 @@ class EndToEndTests(TestCase):
 from twisted.python.failure import Failure  # noqa: E402
 
 from wazuhcluster.agentdb import AgentDatabase  # noqa: E402
+from wazuhcluster.demo import freePort
 
 AGENTS_FAST = {
     "worker": dict(FAST["worker"], sync_agent_info=1, sync_integrity=1),
