@@ -19,7 +19,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wazuhcluster.agentcli import refreshDaemonGroups
-from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.agentdb import AGENT_INFO_FIELDS, AgentDatabase, AgentInfo
 from wazuhcluster.agentsync import (
     MalformedChunk,
     decodeAgentGroups,
@@ -677,6 +677,28 @@ class WireTests(SynchronousTestCase):
         for data in [b"[[1, [], 1]]", b'[["001", [], true]]', b'[["001", [1], 1]]', b"[[]]"]:
             self.assertRaises(MalformedChunk, decodeAgentGroups, data)
         self.assertEqual(decodeAgentGroups(b'[["7", ["a"], 3]]'), [("007", ["a"], 3)])
+
+    def test_decodeAgentInfo(self):
+        """
+        L{decodeAgentInfo} gives each row as an L{AgentInfo}: the agent
+        number, the values of every field in order (L{None} when absent),
+        the labels.
+        """
+        (row,) = decodeAgentInfo(
+            b'[{"id": "007", "connection_status": "active", "os_name": "Alma", '
+            b'"last_keepalive": 5, "labels": {"k": "v"}}]')
+        self.assertIsInstance(row, AgentInfo)
+        values = dict(zip(AGENT_INFO_FIELDS, row.values))
+        self.assertEqual(
+            (row.number, values["os_name"], values["last_keepalive"],
+             values["connection_status"], values["os_arch"], row.labels),
+            (7, "Alma", 5, "active", None, {"k": "v"}))
+        for bad in [b'[{"id": "007", "connection_status": "active", "x": 1}]',
+                    b'[{"id": "000", "connection_status": "active"}]',
+                    b'[{"id": "007", "connection_status": "active", "version": 1}]',
+                    b'[{"id": "007", "connection_status": "active", "status_code": -1}]',
+                    b'[{"id": "007", "connection_status": "active", "labels": {"": "v"}}]']:
+            self.assertRaises(MalformedChunk, decodeAgentInfo, bad)
 
     def test_cacheHashMatchesDatabase(self):
         """

@@ -18,6 +18,7 @@ from wazuhcluster.agentdb import (
     DEFAULT_GROUP,
     SCHEMA_VERSION,
     AgentDatabase,
+    AgentInfo,
     groupHash,
 )
 from wazuhcluster.clientkeys import ClientKey
@@ -496,6 +497,48 @@ class _AgentInfoTests(_DatabaseMixin):
         self.assertEqual((yield master.getAgent("004"))["groups"], [])
 
 
+    @defer.inlineCallbacks
+    def test_defaultGroupForManyAgents(self):
+        """
+        Many agents seen active for the first time in one batch all get
+        C{default} with one new group version, in C{belongs} too; their
+        labels are replaced; already validated L{AgentInfo} rows are stored
+        like dicts.
+        """
+        agents = keys(*[(n, f"a{n}") for n in range(1, 61)])
+        master = yield self.database("master.db", agents=agents)
+        yield master.setAgentGroups("060", ["g1"])
+        for n in range(1, 61):
+            yield master.reportAgent(f"{n:03d}", labels={"old": "x"}, now=1)
+        rows = [infoRow(f"{n:03d}", labels={"k": str(n)}) for n in range(1, 31)]
+        rows += [
+            AgentInfo(n, tuple(infoRow("x")[f] for f in AGENT_INFO_FIELDS), {"k": str(n)})
+            for n in range(31, 61)
+        ]
+        self.assertEqual((yield master.applyAgentInfo("w1", rows)), (60, 0))
+        changes, current = yield master.groupChangesSince(1)
+        self.assertEqual(current, 2)
+        self.assertEqual(changes, [(f"{n:03d}", [DEFAULT_GROUP], 2) for n in range(1, 60)])
+        agent = yield master.getAgent("059")
+        self.assertEqual(
+            (agent["groups"], agent["group_hash"], agent["group_sync_status"],
+             agent["labels"], agent["node_name"]),
+            ([DEFAULT_GROUP], groupHash([DEFAULT_GROUP]), "syncreq", {"k": "59"}, "w1"),
+        )
+        self.assertEqual((yield master.getAgent("060"))["groups"], ["g1"])
+        connection = sqlite3.connect(self.dir.child("master.db").path)
+        self.addCleanup(connection.close)
+        self.assertEqual(
+            connection.execute(
+                'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
+                "ON g.id = b.id_group ORDER BY b.id_agent"
+            ).fetchall(),
+            [(n, DEFAULT_GROUP, 0) for n in range(1, 60)] + [(60, "g1", 0)],
+        )
+        self.assertEqual(
+            connection.execute("SELECT COUNT(*) FROM labels").fetchone()[0], 60
+        )
+
 class _GroupSyncTests(_DatabaseMixin):
     @defer.inlineCallbacks
     def test_groupVersioning(self):
@@ -633,6 +676,58 @@ class _GroupSyncTests(_DatabaseMixin):
         )
         self.assertEqual((yield worker.getAgent("001"))["groups"], [])
 
+
+    @defer.inlineCallbacks
+    def test_sharedAssignmentsLikeSingleOnes(self):
+        """
+        Assignments applied many at a time (many agents sharing groups and
+        version) leave the same rows as the same assignments applied one by
+        one.
+        """
+        agents = keys(*[(n, f"a{n}") for n in range(1, 81)])
+        many = yield self.database("many.db", agents=agents)
+        single = yield self.database("single.db", agents=agents)
+        rows = [(f"{n:03d}", ["g2", "g1"], 5) for n in range(1, 41)]
+        rows += [(f"{n:03d}", ["g1"], 6) for n in range(41, 81)]
+        again = [(f"{n:03d}", ["g3"], 7) for n in range(21, 61)]
+        yield many.applyGroupAssignments(rows)
+        yield many.applyGroupAssignments(again)
+        for row in rows + again:
+            yield single.applyGroupAssignments([row])
+        self.assertEqual(
+            (yield many.globalGroupHash()), (yield single.globalGroupHash())
+        )
+        self.assertEqual((yield many.listAgents()), (yield single.listAgents()))
+        tables = []
+        for name in ("many.db", "single.db"):
+            connection = sqlite3.connect(self.dir.child(name).path)
+            self.addCleanup(connection.close)
+            tables.append(
+                connection.execute(
+                    'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
+                    "ON g.id = b.id_group ORDER BY b.id_agent, b.priority"
+                ).fetchall()
+            )
+        self.assertEqual(tables[0], tables[1])
+        self.assertEqual(len(tables[0]), 20 * 2 + 40 + 20)
+
+    @defer.inlineCallbacks
+    def test_groupSnapshot(self):
+        """
+        L{AgentDatabase.groupSnapshot} gives the changes after a version
+        (every assignment for L{None}), the current version and the global
+        hash, as the separate queries do.
+        """
+        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
+        self.assertEqual((yield db.groupSnapshot(0)), ([], 0, None))
+        yield db.setAgentGroups("001", ["g1"])
+        yield db.setAgentGroups("003", ["g2"])
+        expected = yield db.globalGroupHash()
+        self.assertEqual(
+            (yield db.groupSnapshot(1)), ([("003", ["g2"], 2)], 2, expected)
+        )
+        rows, version = yield db.allGroupAssignments()
+        self.assertEqual((yield db.groupSnapshot(None)), (rows, version, expected))
 
 class GroupHashTests(SynchronousTestCase):
     """

@@ -39,6 +39,7 @@ import socket
 import sqlite3
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple, Optional
 
 from attrs import define
 from twisted.enterprise import adbapi
@@ -453,6 +454,14 @@ def _currentGroupVersion(txn):
     return txn.fetchone()[0]
 
 
+#: Assignments sharing their groups and version stored with set-based
+#: statements once there are at least this many of them.
+_SET_BASED_MIN = 16
+
+#: Agent numbers per C{IN (...)} list.
+_IN_BATCH = 500
+
+
 def _writeGroups(txn, assignments, syncStatus):
     """
     Store group assignments: the C{agent} columns and the C{belongs} rows.
@@ -463,30 +472,70 @@ def _writeGroups(txn, assignments, syncStatus):
     """
     if not assignments:
         return
+    names = {name for _, groups, _ in assignments for name in groups}
+    txn.executemany(
+        'INSERT OR IGNORE INTO "group" (name) VALUES (?)', [(g,) for g in names]
+    )
+    # Many agents getting the same groups in one change (the default group
+    # of agents seen for the first time, a group change of many agents):
+    # a few statements over IN lists instead of statements per agent.
+    shared = {}
+    for n, groups, version in assignments:
+        shared.setdefault((tuple(groups), version), []).append(n)
+    single = []
+    for (groups, version), numbers in shared.items():
+        if len(numbers) < _SET_BASED_MIN:
+            single.extend((n, groups, version) for n in numbers)
+        else:
+            _writeSharedGroups(txn, sorted(numbers), groups, version, syncStatus)
+    if not single:
+        return
     txn.executemany(
         'UPDATE agent SET "group" = ?, group_hash = ?, group_version = ?, '
         "group_sync_status = ? WHERE id = ?",
         [
             (",".join(groups) or None, groupHash(groups), version, syncStatus, n)
-            for n, groups, version in assignments
+            for n, groups, version in single
         ],
     )
     txn.executemany(
-        "DELETE FROM belongs WHERE id_agent = ?", [(n,) for n, _, _ in assignments]
-    )
-    names = {name for _, groups, _ in assignments for name in groups}
-    txn.executemany(
-        'INSERT OR IGNORE INTO "group" (name) VALUES (?)', [(g,) for g in names]
+        "DELETE FROM belongs WHERE id_agent = ?", [(n,) for n, _, _ in single]
     )
     txn.executemany(
         "INSERT INTO belongs (id_agent, id_group, priority) "
         'SELECT ?, id, ? FROM "group" WHERE name = ?',
         [
             (n, priority, name)
-            for n, groups, _ in assignments
+            for n, groups, _ in single
             for priority, name in enumerate(groups)
         ],
     )
+
+
+def _writeSharedGroups(txn, numbers, groups, version, syncStatus):
+    """
+    Store the same C{groups} and C{version} for every agent of C{numbers}.
+    """
+    column, hashed = ",".join(groups) or None, groupHash(groups)
+    groupIds = []
+    for name in groups:
+        txn.execute('SELECT id FROM "group" WHERE name = ?', (name,))
+        groupIds.append(txn.fetchone()[0])
+    for start in range(0, len(numbers), _IN_BATCH):
+        batch = numbers[start : start + _IN_BATCH]
+        marks = ",".join("?" * len(batch))
+        txn.execute(
+            'UPDATE agent SET "group" = ?, group_hash = ?, group_version = ?, '
+            f"group_sync_status = ? WHERE id IN ({marks})",
+            (column, hashed, version, syncStatus, *batch),
+        )
+        txn.execute(f"DELETE FROM belongs WHERE id_agent IN ({marks})", batch)
+        for priority, groupId in enumerate(groupIds):
+            txn.execute(
+                "INSERT INTO belongs (id_agent, id_group, priority) "
+                f"SELECT id, ?, ? FROM agent WHERE id IN ({marks})",
+                (groupId, priority, *batch),
+            )
 
 
 def _assignGroups(txn, pairs):
@@ -533,8 +582,7 @@ def _txnAllGroupAssignments(txn):
     return _assignmentRows(txn, ""), _currentGroupVersion(txn)
 
 
-@_reads
-def _txnGlobalGroupHash(txn):
+def _globalGroupHash(txn):
     txn.execute(
         "SELECT id, group_hash FROM agent WHERE id > 0 AND group_hash IS NOT NULL "
         "ORDER BY id"
@@ -545,6 +593,25 @@ def _txnGlobalGroupHash(txn):
         digest.update(f"{number}:{hashed}\n".encode("ascii"))
         found = True
     return digest.hexdigest() if found else None
+
+
+@_reads
+def _txnGlobalGroupHash(txn):
+    return _globalGroupHash(txn)
+
+
+@_reads
+def _txnGroupSnapshot(txn, version):
+    """
+    The changes after C{version} (every assignment when L{None}), the
+    current version and the global hash, read in one transaction: one
+    consistent snapshot, even while agent info assigns groups.
+    """
+    if version is None:
+        rows = _assignmentRows(txn, "")
+    else:
+        rows = _assignmentRows(txn, "AND group_version > ?", (version,))
+    return rows, _currentGroupVersion(txn), _globalGroupHash(txn)
 
 
 def _parseAssignments(rows):
@@ -790,7 +857,12 @@ def _replaceLabels(txn, pairs):
     """
     Replace the labels of agents: C{(number, {key: value})}.
     """
-    txn.executemany("DELETE FROM labels WHERE id = ?", [(n,) for n, _ in pairs])
+    numbers = [n for n, _ in pairs]
+    for start in range(0, len(numbers), _IN_BATCH):
+        batch = numbers[start : start + _IN_BATCH]
+        txn.execute(
+            f"DELETE FROM labels WHERE id IN ({','.join('?' * len(batch))})", batch
+        )
     txn.executemany(
         "INSERT INTO labels (id, key, value) VALUES (?, ?, ?)",
         [(n, key, value) for n, labels in pairs for key, value in labels.items()],
@@ -846,6 +918,23 @@ def _txnMarkSynced(txn, pairs):
 # Master side: agent info
 
 
+class AgentInfo(NamedTuple):
+    """
+    One agent-info row already validated and converted (as
+    L{wazuhcluster.agentsync.decodeAgentInfo} makes them from a received
+    chunk): L{AgentDatabase.applyAgentInfo} stores it without checking it
+    again.
+
+    @ivar number: the agent number.
+    @ivar values: the values of L{AGENT_INFO_FIELDS}, in order.
+    @ivar labels: the labels, L{None} when the row has none.
+    """
+
+    number: int
+    values: tuple
+    labels: Optional[dict]
+
+
 def _agentInfoParams(row):
     """
     Validate one agent-info row from a worker.
@@ -885,7 +974,9 @@ _APPLY_SQL = (
 
 @_writes
 def _txnApplyAgentInfo(txn, nodeName, rows):
-    parsed = [_agentInfoParams(row) for row in rows]
+    parsed = [
+        row if isinstance(row, AgentInfo) else _agentInfoParams(row) for row in rows
+    ]
     # Only the agents of this batch (reading the whole table per chunk made
     # a 100 000-agent sync quadratic).
     numbers = sorted({p[0] for p in parsed if p[0] > 0})
@@ -1185,7 +1276,7 @@ class AgentDatabase:
         version.
 
         @param rows: dicts as made by L{agentInfoToSync} (C{sync_version}
-            is ignored).
+            is ignored), or L{AgentInfo} rows (already validated).
         @return: a L{Deferred} firing with C{(updated, unknown)}.
         @raise ValueError: (in the L{Deferred}) a row is malformed; nothing
             is stored.
@@ -1223,6 +1314,16 @@ class AgentDatabase:
             agent has a group.
         """
         return self._pool.runInteraction(_txnGlobalGroupHash)
+
+    def groupSnapshot(self, version=None):
+        """
+        L{groupChangesSince} C{version} (L{allGroupAssignments} when
+        L{None}) and L{globalGroupHash}, read in one transaction, so the
+        hash is that of the assignments returned.
+
+        @return: a L{Deferred} firing with C{(rows, currentVersion, hash)}.
+        """
+        return self._pool.runInteraction(_txnGroupSnapshot, version)
 
     def applyGroupAssignments(self, rows, full=False):
         """

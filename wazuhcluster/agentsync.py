@@ -40,6 +40,7 @@ from wazuhcluster.agentdb import (
     AGENT_INFO_FIELDS,
     CONNECTION_STATUSES,
     AgentDatabase,
+    AgentInfo,
 )
 from wazuhcluster.clientkeys import formatAgentId, parseAgentId, readClientKeys
 from wazuhcluster.commands import MAX_CHUNK
@@ -210,10 +211,11 @@ def decodeAgentInfo(data):
     Parse and validate an agent-info chunk.
 
     @type data: L{bytes}
-    @return: the rows, ready for L{AgentDatabase.applyAgentInfo}.
+    @return: the rows as L{AgentInfo}, ready for
+        L{AgentDatabase.applyAgentInfo} (which does not check them again).
     @raise MalformedChunk: anything off the wire format.
     """
-    return [checkAgentInfoRow(row) for row in _loadArray(data)]
+    return [_checkedAgentInfo(row) for row in _loadArray(data)]
 
 
 def checkAgentInfoRow(row):
@@ -223,16 +225,27 @@ def checkAgentInfoRow(row):
     @return: the row, its C{id} in the 3-digit form.
     @raise MalformedChunk: the row is off the wire format.
     """
+    number = _checkedAgentInfo(row).number
+    return dict(row, id=formatAgentId(number))
+
+
+def _checkedAgentInfo(row):
+    """
+    Validate one agent-info row.
+
+    @return: its L{AgentInfo}.
+    @raise MalformedChunk: the row is off the wire format.
+    """
     if not isinstance(row, dict):
         raise MalformedChunk("an agent-info row is not an object")
-    unexpected = set(row) - _AGENT_INFO_KEYS
-    if unexpected:
+    if not row.keys() <= _AGENT_INFO_KEYS:
+        unexpected = set(row) - _AGENT_INFO_KEYS
         raise MalformedChunk(f"unexpected keys {sorted(unexpected)}")
     number = _agentNumber(row.get("id"))
     if row.get("connection_status") not in CONNECTION_STATUSES:
         raise MalformedChunk(f"agent {number:03d}: invalid connection_status")
-    for name in AGENT_INFO_FIELDS:
-        value = row.get(name)
+    values = tuple(map(row.get, AGENT_INFO_FIELDS))
+    for name, value in zip(AGENT_INFO_FIELDS, values):
         if value is None:
             continue
         if name in _INT_FIELDS:
@@ -250,7 +263,7 @@ def checkAgentInfoRow(row):
         )
     ):
         raise MalformedChunk(f"agent {number:03d}: invalid labels")
-    return dict(row, id=formatAgentId(number))
+    return AgentInfo(number, values, labels)
 
 
 # ---------------------------------------------------------------------------

@@ -6,9 +6,10 @@ workers never queries the database per worker (DESIGN.md, "Agent groups").
 
 The cache holds every assignment with its group version, the current
 version and the global hash. Each run asks the database only for what
-changed after the cache's version, plus the database's global hash: when
-that hash differs from the cache's although nothing changed (an agent was
-removed), the cache is reloaded whole.
+changed after the cache's version, plus the database's global hash, in one
+read transaction (so agent info assigning groups meanwhile cannot make them
+disagree): when that hash differs from the cache's although nothing changed
+(an agent was removed), the cache is reloaded whole.
 """
 
 import bisect
@@ -195,8 +196,11 @@ class LocalAgentGroups(Service):
     def _refresh(self):
         database = yield self.database()
         cache = self.cache
-        rows, version = yield database.groupChangesSince(cache.version if cache.loaded else 0)
-        databaseHash = yield database.globalGroupHash()
+        # The changes and the hash come from one read transaction: agent
+        # info assigning groups meanwhile cannot make them disagree (which
+        # would force a reload of the whole table).
+        rows, version, databaseHash = yield database.groupSnapshot(
+            cache.version if cache.loaded else 0)
         changed = not cache.loaded or bool(rows) or version != cache.version
         if not cache.loaded:
             cache.replace(rows, version)
@@ -204,13 +208,13 @@ class LocalAgentGroups(Service):
             cache.update(rows, version)
         if cache.hash != databaseHash:
             # Something changed that versions do not tell (an agent was
-            # removed), or a change landed between the two reads: reload.
-            rows, version = yield database.allGroupAssignments()
+            # removed): reload.
+            rows, version, databaseHash = yield database.groupSnapshot(None)
             cache.replace(rows, version)
             changed = True
             if cache.hash != databaseHash:
-                self.log.debug("The agent-groups hash changed while reading; "
-                               "the next run catches up.")
+                self.log.error("The agent-groups cache does not match the database "
+                               "after a reload.")
         return changed
 
     def _failed(self, failure):
