@@ -423,7 +423,7 @@ class FileStreamReceiver:
 
     def _readContent(self, view):
         take = min(self._remaining, len(view))
-        self._file.write(bytes(view[:take]))
+        self._file.write(view[:take])
         self._remaining -= take
         if self._remaining == 0:
             self._closeFile()
