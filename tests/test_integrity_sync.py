@@ -239,3 +239,59 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertTrue(self.logs.contains("Error synchronizing integrity"), self.logs.lines())
         self.masterChanged(seconds=10)
         self.assertIdentical(worker)
+
+
+class SlowDiskTests(SynchronousTestCase):
+    """
+    Big syncs to several workers at once, with slow disks: every worker
+    progresses and keep-alives keep flowing.
+    """
+
+    def test_keepAlivesFlowDuringBigSyncs(self):
+        """
+        While two workers each receive 3 MB at one chunk per simulated 0.2 s
+        (a slow disk: about 10 s per worker, side by side), their keep-alives every second are still answered
+        within the request timeout, no connection is dropped, and both
+        syncs complete.
+        """
+        from twisted.internet.task import deferLater
+
+        logs = LogCapture(self)
+        cluster = InMemoryCluster(self, intervals={
+            "worker": {"sync_integrity": 3600, "keep_alive": 1,
+                       "max_failed_keepalive_attempts": 1},
+            "master": {"recalculate_integrity": 3600, "check_worker_lastkeepalive": 1,
+                       "max_allowed_time_without_keepalive": 3},
+            "communication": {"timeout_cluster_request": 1},
+        })
+        write(cluster.masterHome, "etc/lists/big-a", os.urandom(25 * MAX_CHUNK))
+        write(cluster.masterHome, "etc/lists/big-b", os.urandom(25 * MAX_CHUNK))
+        cluster.master.features[0].local.rescanNow()
+        workers = [cluster.addWorker(name, start=False) for name in ("worker1", "worker2")]
+        for worker in workers:
+            integrity = worker.features[0]
+            real = integrity.receive
+            disk = {"free": 0.0}
+
+            def slowReceive(session, data, real=real, disk=disk):
+                # One chunk at a time, 0.2 s each, like a slow disk.
+                real(session, data)
+                now = cluster.clock.seconds()
+                disk["free"] = max(now, disk["free"]) + 0.2
+                return deferLater(cluster.clock, disk["free"] - now, lambda: {})
+
+            self.patch(integrity, "receive", slowReceive)
+            worker.startService()
+        cluster.network.advance(4, step=0.1)
+        # Mid-transfer: nothing arrived yet, everybody still connected.
+        self.assertFalse(workers[0].home.child("etc/lists/big-a").exists())
+        self.assertEqual(sorted(cluster.master.workers), ["worker1", "worker2"])
+        cluster.network.advance(20, step=0.1)
+        for worker in workers:
+            self.assertEqual(worker.home.child("etc/lists/big-a").getContent(),
+                             cluster.masterHome.child("etc/lists/big-a").getContent())
+            self.assertEqual(worker.keepAlive.failures, 0)
+        lines = logs.lines()
+        self.assertFalse(any("Error sending keep alive" in line for line in lines), lines)
+        self.assertFalse(any("No keep alives have been received" in line for line in lines))
+        self.assertEqual(sum("Successfully connected to master." in line for line in lines), 2)

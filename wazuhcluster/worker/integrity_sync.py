@@ -245,6 +245,9 @@ class IntegrityWorker(MultiService):
         return transfer
 
     def receive(self, session, data):
+        """
+        Stage the next chunk of the stream; the answer acknowledges it.
+        """
         transfer = self._current(session)
         try:
             transfer.receiver.feed(data)
@@ -257,6 +260,7 @@ class IntegrityWorker(MultiService):
             aborted = SyncAborted(f"Error 3033 - Could not stage the files: {error}")
             self._abortTransfer(aborted)
             raise aborted
+        return {}
 
     def transferDone(self, session):
         transfer = self._current(session)
@@ -314,8 +318,7 @@ class _WorkerIntegrityLocator(amp.CommandLocator):
 
     @FileData.responder
     def fileData(self, session, data):
-        self.feature.receive(session, data)
-        return {}
+        return self.feature.receive(session, data)
 
     @TransferDone.responder
     def transferDone(self, session):
