@@ -14,8 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.commands import MAX_CHUNK, SyncAborted
 from wazuhcluster.staging import StagedSync
+from wazuhcluster.commands import FILE_DATA_VALUES
 from wazuhcluster.streams import (
-    ChunkConsumer, FileStreamReceiver, FileStreamSender, StreamError, encodeHeader)
+    STREAM_CHUNK, ChunkConsumer, FileStreamReceiver, FileStreamSender, StreamError,
+    encodeHeader, fileDataArguments)
 
 from tests.test_pathrules import FILESET
 
@@ -302,3 +304,38 @@ class PrefetchTests(SynchronousTestCase):
         from wazuhcluster.streams import adviseWillNeed
 
         adviseWillNeed([self.mktemp()])
+
+
+class FileDataArgumentsTests(SynchronousTestCase):
+    """
+    A stream chunk travels as up to L{FILE_DATA_VALUES} AMP values.
+    """
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(min_value=0, max_value=STREAM_CHUNK))
+    def test_split(self, size):
+        """
+        The values are in order, each within AMP's limit, and rebuild the
+        chunk.
+        """
+        chunk = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        arguments = fileDataArguments(chunk)
+        names = ["data"] + [f"data{n}" for n in range(2, FILE_DATA_VALUES + 1)]
+        values = [arguments[name] for name in names if name in arguments]
+        self.assertEqual(set(arguments) - set(names), set())
+        self.assertTrue(all(len(value) <= MAX_CHUNK for value in values))
+        self.assertEqual(b"".join(values), chunk)
+
+    def test_commandAcceptsThem(self):
+        """
+        L{FileData} serialises the biggest chunk (every value under AMP's
+        limit).
+        """
+        from twisted.protocols.amp import AMP
+
+        from wazuhcluster.commands import FileData
+
+        box = FileData.makeArguments(
+            dict(session="s", **fileDataArguments(b"x" * STREAM_CHUNK)), AMP())
+        self.assertEqual(sum(len(v) for k, v in box.items() if k.startswith(b"data")),
+                         STREAM_CHUNK)

@@ -12,6 +12,10 @@ from twisted.protocols.amp import Boolean, Command, Integer, String, Unicode
 #: The largest chunk of payload one value carries (AMP's limit is 65 535).
 MAX_CHUNK = 60000
 
+#: How many values of file bytes one L{FileData} carries (fewer commands
+#: for bulk data; each value stays under AMP's limit).
+FILE_DATA_VALUES = 4
+
 
 class HelloRejected(Exception):
     """
@@ -190,11 +194,15 @@ class FileData(Command):
     """
     The next bytes of the session's file stream: for each file, a header
     line C{<path>\\t<md5>\\t<size>\\n} then exactly C{size} bytes; files
-    follow each other, and a chunk may hold several small files.
+    follow each other, and a chunk may hold several small files.  The bytes
+    are C{data}, then C{data2}... (at most L{FILE_DATA_VALUES} values of at
+    most L{MAX_CHUNK} bytes each), in order.
     """
 
     commandName = b"FileData"
-    arguments = [(b"session", Unicode()), (b"data", String())]
+    arguments = [(b"session", Unicode()), (b"data", String())] + [
+        (f"data{n}".encode("ascii"), String(optional=True)) for n in range(2, FILE_DATA_VALUES + 1)
+    ]
     response = []
     errors = {SyncAborted: b"SYNC_ABORTED"}
 

@@ -21,11 +21,14 @@ from twisted.internet.interfaces import IConsumer
 from twisted.protocols.basic import FileSender
 from zope.interface import implementer
 
-from wazuhcluster.commands import MAX_CHUNK, SyncAborted
+from wazuhcluster.commands import FILE_DATA_VALUES, MAX_CHUNK, SyncAborted
 from wazuhcluster.errors import ClusterError
 
 #: Bytes a sender may have sent and not yet seen acknowledged.
 DEFAULT_WINDOW = 16 * MAX_CHUNK
+
+#: The bytes one chunk command carries (L{FILE_DATA_VALUES} values).
+STREAM_CHUNK = FILE_DATA_VALUES * MAX_CHUNK
 
 #: The longest header line accepted (a path is at most 4096 bytes).
 MAX_HEADER = 4096 + 64
@@ -267,10 +270,11 @@ class FileStreamSender:
     @ivar files: C{(relpath, md5, size)} of every file to send, in order.
     """
 
-    def __init__(self, root, files, send, window=DEFAULT_WINDOW, runInThread=None):
+    def __init__(self, root, files, send, window=DEFAULT_WINDOW, runInThread=None,
+                 chunkSize=MAX_CHUNK):
         self.root = root
         self.files = list(files)
-        self.consumer = ChunkConsumer(send, window)
+        self.consumer = ChunkConsumer(send, window, chunkSize)
         self._prefetcher = (_Prefetcher(root, self.files, runInThread)
                             if runInThread is not None else None)
         self.bytesSent = 0
@@ -446,3 +450,14 @@ class FileStreamReceiver:
         if missing:
             raise SyncAborted(
                 f"Error 3035 - File stream ended without {len(missing)} expected files")
+
+
+def fileDataArguments(chunk):
+    """
+    The L{FileData} values carrying C{chunk} (at most L{STREAM_CHUNK} bytes).
+    """
+    pieces = [chunk[i : i + MAX_CHUNK] for i in range(0, len(chunk), MAX_CHUNK)] or [b""]
+    arguments = {"data": pieces[0]}
+    for n, piece in enumerate(pieces[1:], start=2):
+        arguments[f"data{n}"] = piece
+    return arguments

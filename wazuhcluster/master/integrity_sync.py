@@ -28,7 +28,10 @@ from wazuhcluster.commands import (
 )
 from wazuhcluster.integrity import encodeManifest
 from wazuhcluster.local_integrity import LocalIntegrity
-from wazuhcluster.streams import FileStreamSender
+from wazuhcluster.streams import STREAM_CHUNK, FileStreamSender, fileDataArguments
+
+#: Bytes of file data in flight to one worker (4 commands of 4 values).
+STREAM_WINDOW = 4 * STREAM_CHUNK
 
 
 class Session:
@@ -206,8 +209,10 @@ class _MasterIntegrityLocator(amp.CommandLocator):
         entries = [(path, md5, size) for path, (md5, size) in sorted(current.requested.items())]
         current.sender = FileStreamSender(
             self.feature.master.home.root, entries,
-            lambda data: self.connection.callRemote(FileData, session=session, data=data),
-            runInThread=self.feature.master.runInThread)
+            lambda chunk: self.connection.callRemote(FileData, session=session,
+                                                     **fileDataArguments(chunk)),
+            window=STREAM_WINDOW, runInThread=self.feature.master.runInThread,
+            chunkSize=STREAM_CHUNK)
         current.started = now
         self.clock.callLater(0, self._send, current)
         return {"files": len(entries), "bytes": sum(size for _, _, size in entries)}

@@ -16,6 +16,7 @@ from twisted.internet.task import LoopingCall
 from twisted.protocols import amp
 
 from wazuhcluster.commands import (
+    FILE_DATA_VALUES,
     MAX_CHUNK,
     FileData,
     IntegrityChanged,
@@ -317,8 +318,13 @@ class _WorkerIntegrityLocator(amp.CommandLocator):
         self.feature = feature
 
     @FileData.responder
-    def fileData(self, session, data):
-        return self.feature.receive(session, data)
+    def fileData(self, session, data, **more):
+        answer = self.feature.receive(session, data)
+        for n in range(2, FILE_DATA_VALUES + 1):
+            piece = more.get(f"data{n}")
+            if piece is not None:
+                answer = self.feature.receive(session, piece)
+        return answer
 
     @TransferDone.responder
     def transferDone(self, session):
