@@ -80,6 +80,11 @@ class _StartupNotes(Service):
             cluster=self.config.name, kind=self.nodeType, name=self.config.node_name,
         )
 
+    def stopService(self):
+        super().stopService()
+        self.log.info("Stopping {kind} node {name}. Exit...", kind=self.nodeType,
+                      name=self.config.node_name)
+
 
 #: The longest path a UNIX socket can have on Linux.
 MAX_SOCKET_PATH = 107
