@@ -61,6 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Cluster, compareTrees, environment  # noqa: E402
 
 from wazuhcluster.cli import run as runCli  # noqa: E402
+from wazuhcluster.demo import SAMPLE_FILES  # noqa: E402
 
 TARGET_BYTES = 1024
 TARGET_CPU = 5.0
@@ -70,15 +71,7 @@ HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps option 12
 CLI = "from wazuhcluster.cli import main; main()"
 
 RULES = {
-    "etc/rules/local_rules.xml": (
-        '<group name="local,syslog,sshd,">\n'
-        '  <rule id="100001" level="5">\n'
-        "    <if_sid>5716</if_sid>\n"
-        "    <srcip>1.1.1.1</srcip>\n"
-        "    <description>sshd: authentication failed from IP 1.1.1.1.</description>\n"
-        "    <group>authentication_failed,pci_dss_10.2.4,pci_dss_10.2.5,</group>\n"
-        "  </rule>\n"
-        "</group>\n"),
+    "etc/rules/local_rules.xml": SAMPLE_FILES["etc/rules/local_rules.xml"],
     "etc/rules/web_rules.xml": "".join(
         f'<group name="web,accesslog,">\n  <rule id="{100100 + i}" level="{3 + i % 7}">\n'
         f"    <if_sid>31100</if_sid>\n    <url>/admin{i}</url>\n"

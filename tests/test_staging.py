@@ -658,6 +658,24 @@ class CrashTests(StagingTestsMixin, SynchronousTestCase):
         self.patch(os, "replace", replace)
         return calls
 
+    def applyFailingAtRename(self, failAt):
+        """
+        Apply L{NEW} with rename number C{failAt} failing, and check that
+        every target is complete old or new (exactly C{failAt - 1} new), no
+        C{.tmp} file is left and staging is empty.
+        """
+        self.failingReplace(failAt)
+        sync = self.stage(NEW)
+        self.assertRaises(OSError, sync.apply, DELETIONS)
+        states = []
+        for relpath, content in NEW.items():
+            current = self.content(relpath)
+            self.assertIn(current, (OLD.get(relpath), content))
+            states.append(current == content)
+        self.assertEqual(states.count(True), failAt - 1)
+        self.assertEqual(self.tempFiles(), [])
+        self.assertStagingEmpty()
+
     def test_failureAtEveryStep(self):
         """
         Whichever rename fails, each target holds its complete old or new
@@ -666,17 +684,7 @@ class CrashTests(StagingTestsMixin, SynchronousTestCase):
         """
         for failAt in range(1, len(NEW) + 1):
             self.setUp()
-            self.failingReplace(failAt)
-            sync = self.stage(NEW)
-            self.assertRaises(OSError, sync.apply, DELETIONS)
-            states = []
-            for relpath, content in NEW.items():
-                current = self.content(relpath)
-                self.assertIn(current, (OLD.get(relpath), content))
-                states.append(current == content)
-            self.assertEqual(states.count(True), failAt - 1)
-            self.assertEqual(self.tempFiles(), [])
-            self.assertStagingEmpty()
+            self.applyFailingAtRename(failAt)
             self.patch(os, "replace", os.rename)
             self.stage(NEW).apply(DELETIONS)
             for relpath, content in NEW.items():
@@ -773,14 +781,4 @@ class CrashTests(StagingTestsMixin, SynchronousTestCase):
         for failAt in range(1, len(NEW) + 1):
             self.setUp()
             self.forceCopies()
-            self.failingReplace(failAt)
-            sync = self.stage(NEW)
-            self.assertRaises(OSError, sync.apply, DELETIONS)
-            states = []
-            for relpath, content in NEW.items():
-                current = self.content(relpath)
-                self.assertIn(current, (OLD.get(relpath), content))
-                states.append(current == content)
-            self.assertEqual(states.count(True), failAt - 1)
-            self.assertEqual(self.tempFiles(), [])
-            self.assertStagingEmpty()
+            self.applyFailingAtRename(failAt)
