@@ -221,7 +221,10 @@ class EndToEndTests(TestCase):
         cluster.start("master")
         yield cluster.waitFor(lambda: self.connectedNames(cluster).addCallback(
             lambda names: names == ["master", "worker1"]))
-        self.assertEqual(cluster.log("worker1").count("Successfully connected to master."), 2)
+        # The master lists worker1 once it accepted the hello; the worker logs
+        # its line when the answer arrives.
+        yield cluster.waitFor(
+            lambda: cluster.log("worker1").count("Successfully connected to master.") == 2)
 
     @defer.inlineCallbacks
     def test_pluginRefusesOtherKind(self):
@@ -354,8 +357,10 @@ class AgentsEndToEndTests(TestCase):
         yield cluster.waitFor(lambda: "[Worker worker2] [Agent-info sync] Ignored information "
                               "of 1 agents unknown to the master." in cluster.log("master"))
         self.assertIsNone(_fired(database.getAgent("003")))
-        self.assertIn("[Agent-info sync] The master ignored information of 1 agents",
-                      cluster.log("worker2"))
+        # The master logs its line before it answers; worker2 logs its own
+        # when the answer arrives, so wait for that one too.
+        yield cluster.waitFor(lambda: "[Agent-info sync] The master ignored information "
+                              "of 1 agents" in cluster.log("worker2"))
 
         yield self.agentCli(cluster, "group", "--home", master.root.path, "--id", "002",
                             "--set", "web,default")
@@ -395,8 +400,8 @@ class AgentsEndToEndTests(TestCase):
             self.assertGreaterEqual(node["status"][block]["n_synced_chunks"], 1, block)
         self.assertNotEqual(node["status"]["last_sync_agentinfo"]["date_end_master"], "n/a")
         self.assertIn("INFO: [Master] [Local agent-groups] Finished in", cluster.log("master"))
-        self.assertIn("INFO: [Worker worker1] [Agent-groups recv] Finished in",
-                      cluster.log("worker1"))
+        yield cluster.waitFor(lambda: "INFO: [Worker worker1] [Agent-groups recv] Finished in"
+                              in cluster.log("worker1"))
 
 
 def _fired(d):
