@@ -348,3 +348,141 @@ class ExistingNodeTests(InitTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(home.root, self.workerPath)
         self.assertTrue(self.caDir.child("ca.pem").exists())
+
+
+WAZUH_OSSEC_CONF = """\
+<!--
+  Wazuh - Manager - Default configuration for ubuntu 24.04
+  More info at: https://documentation.wazuh.com
+-->
+
+<ossec_config>
+  <global>
+    <jsonout_output>yes</jsonout_output>
+    <email_notification>no</email_notification>
+  </global>
+
+  <remote>
+    <connection>secure</connection>
+    <port>1514</port>
+  </remote>
+
+  <!-- <cluster><node_name>commented</node_name></cluster> -->
+  <cluster>
+    <name>wazuh</name>
+    <node_name>node01</node_name>
+    <node_type>master</node_type>
+    <key></key>
+    <port>1516</port>
+    <bind_addr>0.0.0.0</bind_addr>
+    <nodes>
+        <node>NODE_IP</node>
+    </nodes>
+    <hidden>no</hidden>
+    <disabled>yes</disabled>
+  </cluster>
+</ossec_config>
+
+<ossec_config>
+  <localfile>
+    <log_format>syslog</log_format>
+    <location>/var/ossec/logs/active-responses.log</location>
+  </localfile>
+</ossec_config>
+"""
+
+
+class ExistingOssecConfTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} on a home whose C{etc/ossec.conf} is a full Wazuh
+    configuration: only the C{<cluster>} block changes.
+    """
+
+    def writeConf(self, home, text):
+        conf = home.child("etc").child("ossec.conf")
+        conf.parent().makedirs(ignoreExistingDirectory=True)
+        conf.setContent(text.encode("utf-8"))
+        return conf
+
+    def outsideBlock(self, text):
+        """
+        C{text} with its first uncommented C{<cluster>...</cluster>} cut out.
+        """
+        start = text.index("  <cluster>\n")
+        end = text.index("</cluster>", start) + len("</cluster>")
+        return text[:start] + text[end:]
+
+    def test_disabledBlockReplacedRestKept(self):
+        """
+        Wazuh's shipped, disabled C{<cluster>} block is replaced in place;
+        every other byte of the file (other sections, comments, a second
+        C{<ossec_config>}) is kept, and re-running init changes nothing.
+        """
+        conf = self.writeConf(self.masterPath, WAZUH_OSSEC_CONF)
+        home = self.initMaster()
+        text = conf.getContent().decode("utf-8")
+        self.assertEqual(self.outsideBlock(text), self.outsideBlock(WAZUH_OSSEC_CONF))
+        config = _config(home)
+        self.assertEqual((config.node_name, config.node_type, config.disabled, config.nodes),
+                         ("master01", "master", False, ("10.0.0.1",)))
+        self.assertIn("<!-- <cluster><node_name>commented</node_name></cluster> -->", text)
+        self.assertEqual(_mode(conf), 0o640)
+        self.initMaster()
+        self.assertEqual(conf.getContent().decode("utf-8"), text)
+
+    def test_noBlockAdded(self):
+        """
+        A file without a C{<cluster>} block gets one at the end of its last
+        C{<ossec_config>} section; the rest is kept.
+        """
+        start = WAZUH_OSSEC_CONF.index("  <!-- <cluster>")
+        end = WAZUH_OSSEC_CONF.index("</cluster>\n", start + 70) + len("</cluster>\n")
+        original = WAZUH_OSSEC_CONF[:start] + WAZUH_OSSEC_CONF[end:]
+        conf = self.writeConf(self.workerPath, original)
+        home = self.initWorker()
+        text = conf.getContent().decode("utf-8")
+        self.assertTrue(text.startswith(original[:original.rindex("</ossec_config>")]))
+        self.assertTrue(text.endswith("  </cluster>\n</ossec_config>\n"))
+        config = _config(home)
+        self.assertEqual((config.node_name, config.node_type), ("node02", "worker"))
+
+    def test_laterBlocksRemoved(self):
+        """
+        When the file has several C{<cluster>} blocks (later values win in
+        Wazuh), the first is replaced and the others removed, so the file
+        says what init was asked for.
+        """
+        extra = WAZUH_OSSEC_CONF + (
+            "<ossec_config>\n  <cluster>\n    <port>2000</port>\n"
+            "    <disabled>yes</disabled>\n  </cluster>\n</ossec_config>\n"
+        )
+        conf = self.writeConf(self.masterPath, extra)
+        home = self.initMaster()
+        text = conf.getContent().decode("utf-8")
+        self.assertEqual(text.count("<cluster>"), 2)  # ours and the comment's
+        self.assertEqual(_config(home).port, 1516)
+        self.assertIn("<localfile>", text)
+
+    def test_enabledBlockOfAnotherNodeRefused(self):
+        """
+        An enabled C{<cluster>} block naming another node is not changed,
+        and neither is the rest of the file.
+        """
+        enabled = WAZUH_OSSEC_CONF.replace(
+            "<disabled>yes</disabled>", "<disabled>no</disabled>").replace(
+            "<key></key>", f"<key>{KEY}</key>").replace("NODE_IP", "10.0.0.1")
+        conf = self.writeConf(self.masterPath, enabled)
+        err = self.assertRaises(ClusterError, self.initMaster)
+        self.assertIn("already the master node 'node01'", str(err))
+        self.assertEqual(conf.getContent().decode("utf-8"), enabled)
+
+    def test_unreadableRefused(self):
+        """
+        A file that is not well-formed is left alone, with a clear error.
+        """
+        broken = WAZUH_OSSEC_CONF.replace("</remote>", "")
+        conf = self.writeConf(self.masterPath, broken)
+        err = self.assertRaises(ClusterError, self.initMaster)
+        self.assertIn("cannot be read", str(err))
+        self.assertEqual(conf.getContent().decode("utf-8"), broken)
+        self.assertFalse(self.caDir.exists())

@@ -19,8 +19,10 @@ from twisted.python.filepath import FilePath
 from wazuhcluster.config import (
     ClusterConfig,
     checkClusterConfig,
+    hasClusterBlock,
     parseClusterConfig,
     renderOssecConf,
+    spliceClusterBlock,
 )
 from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.home import NodeHome
@@ -124,25 +126,55 @@ def _checkBindAddr(bindAddr):
 
 def _checkExisting(home, config):
     """
-    Refuse to turn an existing node into another one.
+    Refuse to turn an existing node into another one, or to touch an
+    ossec.conf that cannot be read.
+
+    An ossec.conf without a C{<cluster>} block, or with a disabled one (as
+    Wazuh installs it), may be given one; an enabled block naming another
+    node may not be changed.
 
     @raise ClusterError: if C{etc/ossec.conf} exists with another node type
-        or node name, or cannot be read.
+        or node name in an enabled block, or cannot be read or updated.
     """
     if not home.ossecConf.exists():
         return
     try:
-        existing = parseClusterConfig(home.ossecConf.getContent())
+        content = home.ossecConf.getContent()
+        existing = parseClusterConfig(content)
+        hasBlock = hasClusterBlock(content)
     except (OSError, ClusterError) as e:
         raise ClusterError(
             f"{home.ossecConf.path} already exists and cannot be read ({e}); "
             "refusing to overwrite it"
         )
-    if (existing.node_type, existing.node_name) != (config.node_type, config.node_name):
+    if (
+        hasBlock
+        and not existing.disabled
+        and (existing.node_type, existing.node_name) != (config.node_type, config.node_name)
+    ):
         raise ClusterError(
             f"{home.root.path} is already the {existing.node_type} node "
             f"'{existing.node_name}'; refusing to make it the {config.node_type} "
             f"node '{config.node_name}' (use another --home)"
+        )
+    _ossecConfContent(home, config)
+
+
+def _ossecConfContent(home, config):
+    """
+    The ossec.conf C{init} writes: a new file holding only the C{<cluster>}
+    block, or the existing file with its C{<cluster>} block replaced and
+    everything else kept.
+
+    @raise ClusterError: if the existing file cannot be updated.
+    """
+    if not home.ossecConf.exists():
+        return renderOssecConf(config)
+    try:
+        return spliceClusterBlock(home.ossecConf.getContent(), config)
+    except (OSError, ClusterError) as e:
+        raise ClusterError(
+            f"{home.ossecConf.path} cannot be updated ({e}); refusing to overwrite it"
         )
 
 
@@ -150,7 +182,7 @@ def _writeOssecConf(home, config):
     """
     Write C{etc/ossec.conf} (0640) unless it already has this content.
     """
-    content = renderOssecConf(config)
+    content = _ossecConfContent(home, config)
     if home.ossecConf.exists() and home.ossecConf.getContent() == content:
         return
     writeFileWithMode(home.ossecConf, content, 0o640)
