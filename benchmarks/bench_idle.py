@@ -142,28 +142,19 @@ def hostWorkers(base, port, count):
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
-    from wazuhcluster.config import loadClusterItems, readClusterConfig
+    from wazuhcluster.demo import nodeBranch
     from wazuhcluster.home import NodeHome
-    from wazuhcluster.logs import ClusterLogService
     from wazuhcluster.worker.client import WorkerService
-    from wazuhcluster import tls
 
     root = MultiService()
     for index in range(1, count + 1):
         home = NodeHome.fromPath(os.path.join(base, workerName(index)))
-        config = readClusterConfig(home)
-        items = loadClusterItems(home)
-        identity = tls.loadNodeIdentity(home.sslDir)
-        branch = MultiService()
-        branch.setName(config.node_name)
-        ClusterLogService(home.clusterLog, node=config.node_name).setServiceParent(branch)
-        endpoint = TCP4ClientEndpoint(reactor, config.masterHost, port, timeout=30,
+
+        def endpointFor(config, index=index):
+            return TCP4ClientEndpoint(reactor, config.masterHost, port, timeout=30,
                                       bindAddress=(sourceAddress(index), 0))
-        node = WorkerService(home, config, items, identity, reactor=reactor,
-                             endpoint=endpoint)
-        node.addListeners()
-        node.setServiceParent(branch)
-        branch.setServiceParent(root)
+
+        nodeBranch(home, WorkerService, reactor, endpointFor).setServiceParent(root)
     root.startService()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
     print(f"hosting {count} workers", flush=True)

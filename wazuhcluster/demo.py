@@ -91,6 +91,29 @@ def createDemo(base, workers, port):
     return homes
 
 
+def nodeBranch(home, nodeClass, reactor, endpointFor=None):
+    """
+    One node of a cluster run in a single process: a named service holding
+    the node and a log service writing its own C{cluster.log}.
+
+    @param nodeClass: L{MasterService} or L{WorkerService}.
+    @param endpointFor: for a worker, an optional callable taking the
+        node's L{ClusterConfig} and returning the endpoint to dial.
+    @rtype: L{MultiService}
+    """
+    config = readClusterConfig(home)
+    items = loadClusterItems(home)
+    identity = tls.loadNodeIdentity(home.sslDir)
+    branch = MultiService()
+    branch.setName(config.node_name)
+    ClusterLogService(home.clusterLog, node=config.node_name).setServiceParent(branch)
+    extra = {} if endpointFor is None else {"endpoint": endpointFor(config)}
+    node = nodeClass(home, config, items, identity, reactor=reactor, **extra)
+    node.addListeners()
+    node.setServiceParent(branch)
+    return branch
+
+
 def buildDemo(homes, reactor):
     """
     One service running every node of the demo in this process.
@@ -100,17 +123,8 @@ def buildDemo(homes, reactor):
 
     root = MultiService()
     for home, nodeType in homes:
-        config = readClusterConfig(home)
-        items = loadClusterItems(home)
-        identity = tls.loadNodeIdentity(home.sslDir)
-        branch = MultiService()
-        branch.setName(config.node_name)
-        ClusterLogService(home.clusterLog, node=config.node_name).setServiceParent(branch)
         kind = MasterService if nodeType == "master" else WorkerService
-        node = kind(home, config, items, identity, reactor=reactor)
-        node.addListeners()
-        node.setServiceParent(branch)
-        branch.setServiceParent(root)
+        nodeBranch(home, kind, reactor).setServiceParent(root)
     return root
 
 
