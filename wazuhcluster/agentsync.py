@@ -95,10 +95,35 @@ class DatabaseSlot:
     background at start, and callers wait for it with L{get}.
     """
 
-    def __init__(self):
+    def __init__(self, injected=None):
+        """
+        @param injected: an already open L{AgentDatabase} to use (and not
+            close) instead of opening one in L{open}.
+        """
         self.database = None
         self._failure = None
         self._waiters = []
+        self._injected = injected
+
+    def open(self, path, reactor, managerName, log):
+        """
+        Open the database at C{path} (or take the injected one) in the
+        background; waiters get it, or the failure, which is also logged.
+
+        @return: a L{Deferred} firing with the database, or L{None} when it
+            could not be opened (never failing).
+        """
+        if self._injected is not None:
+            d = succeed(self._injected)
+        else:
+            d = openAgentDatabase(path, reactor, managerName)
+
+        def openFailed(failure):
+            log.error("Could not open the agent database: {error}",
+                      error=failure.getErrorMessage())
+            self.failed(failure)
+
+        return d.addCallbacks(self.opened, openFailed)
 
     def get(self):
         """
@@ -136,6 +161,16 @@ class DatabaseSlot:
         if database is not None:
             return database.close()
         return succeed(None)
+
+    def release(self):
+        """
+        L{close}, unless the database was injected (its owner closes it).
+
+        @return: a L{Deferred}, or L{None} for an injected database.
+        """
+        if self._injected is None:
+            return self.close()
+        return None
 
 
 # ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import DeferredList, maybeDeferred
 
 from wazuhcluster.agentdb import CONNECTION_STATUSES
-from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase, reconcileClientKeys
+from wazuhcluster.agentsync import DatabaseSlot, reconcileClientKeys
 from wazuhcluster.commands import ControlFailed
 from wazuhcluster.master.agent_groups_send import AgentGroupsSender
 from wazuhcluster.master.agent_info import AgentInfoReceiver
@@ -55,8 +55,7 @@ class MasterAgents(MultiService):
         super().__init__()
         self.master = master
         self.log = master.log
-        self.slot = DatabaseSlot()
-        self._injected = database
+        self.slot = DatabaseSlot(database)
         self.receiver = AgentInfoReceiver(master, self.slot.get)
         self.localGroups = LocalAgentGroups(master, self.slot.get, self._refreshed)
         self.localGroups.setServiceParent(self)
@@ -64,25 +63,15 @@ class MasterAgents(MultiService):
         master.agents = self
 
     def startService(self):
-        if self._injected is not None:
-            d = maybeDeferred(lambda: self._injected)
-        else:
-            d = openAgentDatabase(self.master.home.globalDb, self.master.reactor,
-                                  self.master.config.node_name)
-        d.addCallbacks(self.slot.opened, self._openFailed)
+        d = self.slot.open(self.master.home.globalDb, self.master.reactor,
+                           self.master.config.node_name, self.log)
         d.addCallback(lambda _: self.reconcileClientKeys())
         super().startService()
 
     def stopService(self):
         d = maybeDeferred(super().stopService)
-        if self._injected is None:
-            d.addBoth(lambda _: self.slot.close())
+        d.addBoth(lambda _: self.slot.release())
         return d
-
-    def _openFailed(self, failure):
-        self.log.error("Could not open the agent database: {error}",
-                       error=failure.getErrorMessage())
-        self.slot.failed(failure)
 
     def reconcileClientKeys(self):
         """

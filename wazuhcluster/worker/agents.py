@@ -6,9 +6,9 @@ line with the synced C{client.keys}, and runs the worker's two agent tasks
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredLock, maybeDeferred
+from twisted.internet.defer import DeferredLock
 
-from wazuhcluster.agentsync import DatabaseSlot, openAgentDatabase, reconcileClientKeys
+from wazuhcluster.agentsync import DatabaseSlot, reconcileClientKeys
 from wazuhcluster.worker.agent_groups_recv import AgentGroupsReceiver
 from wazuhcluster.worker.agent_info import AgentInfoSender
 
@@ -33,8 +33,7 @@ class WorkerAgents(Service):
         """
         self.worker = worker
         self.log = worker.log
-        self.slot = DatabaseSlot()
-        self._injected = database
+        self.slot = DatabaseSlot(database)
         self._reconciling = DeferredLock()
         self.sender = AgentInfoSender(worker, self.slot.get)
         self.receiver = AgentGroupsReceiver(worker, self.slot.get)
@@ -42,25 +41,14 @@ class WorkerAgents(Service):
 
     def startService(self):
         super().startService()
-        if self._injected is not None:
-            d = maybeDeferred(lambda: self._injected)
-        else:
-            d = openAgentDatabase(self.worker.home.globalDb, self.worker.reactor,
-                                  self.worker.config.node_name)
-        d.addCallbacks(self.slot.opened, self._openFailed)
+        d = self.slot.open(self.worker.home.globalDb, self.worker.reactor,
+                           self.worker.config.node_name, self.log)
         d.addCallback(lambda _: self.clientKeysChanged())
 
     def stopService(self):
         super().stopService()
         self.sender.stop()
-        if self._injected is None:
-            return self.slot.close()
-        return None
-
-    def _openFailed(self, failure):
-        self.log.error("Could not open the agent database: {error}",
-                       error=failure.getErrorMessage())
-        self.slot.failed(failure)
+        return self.slot.release()
 
     # -- feature hooks -----------------------------------------------------------
 
