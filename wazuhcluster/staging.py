@@ -814,11 +814,7 @@ class _Applier:
                 _syncfs(path)
             return
         for directory in sorted({os.path.dirname(m.target) for m in self.moves}):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsyncPath(directory, os.O_DIRECTORY)
 
 
 def cleanStaging(stagingDir):
@@ -900,8 +896,11 @@ def _copyBeside(source, target, mode, owner, fsync):
     return copy
 
 
-def _fsyncPath(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _fsyncPath(path, flags=os.O_NOFOLLOW):
+    """
+    Flush C{path} (opened read-only with C{flags}) to disk.
+    """
+    fd = os.open(path, os.O_RDONLY | flags | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
