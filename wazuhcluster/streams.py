@@ -19,6 +19,7 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
 from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.commands import FILE_DATA_VALUES, MAX_CHUNK, SyncAborted
@@ -189,17 +190,11 @@ class _ExactLength:
 
     def write(self, data):
         if len(data) > self.remaining:
-            self.consumer.abort(_failure(StreamError(
+            self.consumer.abort(Failure(StreamError(
                 f"File {self.relpath!r} grew while it was being sent")))
             return
         self.remaining -= len(data)
         self.consumer.write(data)
-
-
-def _failure(exception):
-    from twisted.python.failure import Failure
-
-    return Failure(exception)
 
 
 #: How far ahead of the file being sent the disk is asked to read.
@@ -296,7 +291,7 @@ class FileStreamSender:
         """
         Abandon the stream (the connection is gone, a newer sync replaced it).
         """
-        self.consumer.abort(_failure(StreamError(f"Transfer {reason}")))
+        self.consumer.abort(Failure(StreamError(f"Transfer {reason}")))
 
     def _next(self, ignored):
         """
@@ -323,7 +318,7 @@ class FileStreamSender:
             stream.close()
             self._current = None
             if counter.remaining:
-                return self._fail(_failure(StreamError(
+                return self._fail(Failure(StreamError(
                     f"File {counter.relpath!r} shrank while it was being sent")))
         if self.consumer.failure is not None:
             return self._fail(self.consumer.failure)
@@ -337,7 +332,7 @@ class FileStreamSender:
         try:
             stream = _openNoFollow(self.root.preauthChild(relpath).path)
         except OSError as error:
-            return self._fail(_failure(StreamError(
+            return self._fail(Failure(StreamError(
                 f"File {relpath!r} cannot be read: {error.strerror}")))
         self.consumer.write(encodeHeader(relpath, md5, size))
         counter = _ExactLength(self.consumer, size, relpath)
