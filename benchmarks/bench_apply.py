@@ -27,7 +27,7 @@ import time
 
 from twisted.python.filepath import FilePath
 
-from wazuhcluster.config import loadClusterItems
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.staging import StagedSync
 
 TARGET_SECONDS = 1.0

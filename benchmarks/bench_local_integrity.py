@@ -32,7 +32,7 @@ import time
 
 from twisted.python.filepath import FilePath
 
-from wazuhcluster.config import loadClusterItems
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.integrity import RACY_WINDOW_NS, READ_SIZE, scanFiles
 
 COLD_TARGET = 0.80

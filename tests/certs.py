@@ -22,7 +22,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 
 from wazuhcluster.home import NodeHome
-from wazuhcluster.tls import ensureCertificateAuthority, issueNodeCertificate
+from wazuhcluster.pki import ensureCertificateAuthority, issueNodeCertificate
 
 
 def makeAuthority(tmpdir, clusterName="wazuh"):

@@ -15,13 +15,17 @@ from twisted.python.filepath import FilePath
 from twisted.test import iosim
 from zope.interface import implementer
 
-from wazuhcluster.config import ClusterConfig, loadClusterItems
+from tests.certs import makeAuthority, makeNodeSsl
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.home import NodeHome
 from wazuhcluster.master.server import MasterFactory, MasterService
-from wazuhcluster.tls import loadNodeIdentity, masterContextFactory, workerConnectionCreator
+from wazuhcluster.ossecconf import ClusterConfig
+from wazuhcluster.tls import (
+    loadNodeIdentity,
+    masterContextFactory,
+    workerConnectionCreator,
+)
 from wazuhcluster.worker.client import WorkerService
-
-from tests.certs import makeAuthority, makeNodeSsl
 
 KEY = "0123456789abcdef0123456789abcdef"
 MASTER_HOST = "master.example"

@@ -18,6 +18,8 @@ from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.cluster import InMemoryCluster
+from tests.test_hello import LogCapture
 from wazuhcluster.agentcli import refreshDaemonGroups
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, AgentDatabase, AgentInfo
 from wazuhcluster.agentsync import (
@@ -35,17 +37,14 @@ from wazuhcluster.commands import (
     SendAgentInfo,
     SyncAborted,
 )
-from wazuhcluster.master.local_agent_groups import GroupCache
 from wazuhcluster.control import ControlServer
 from wazuhcluster.home import NodeHome
 from wazuhcluster.master import server as master_server
 from wazuhcluster.master.agents import makeMasterAgents
+from wazuhcluster.master.local_agent_groups import GroupCache
 from wazuhcluster.worker import agent_info as worker_agent_info
 from wazuhcluster.worker import client as worker_client
 from wazuhcluster.worker.agents import makeWorkerAgents
-
-from tests.cluster import InMemoryCluster
-from tests.test_hello import LogCapture
 
 INTERVALS = {
     "worker": {"sync_agent_info": 10, "agent_groups_mismatch_limit": 3,

@@ -22,8 +22,9 @@ from wazuhcluster.agentcli import (
 )
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.clientkeys import readClientKeys
-from wazuhcluster.config import ClusterConfig, renderOssecConf
 from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecconf import ClusterConfig
+from wazuhcluster.ossecwrite import renderOssecConf
 
 
 def makeHome(path, nodeType, nodeName, groups=()):

@@ -17,22 +17,20 @@ from wazuhcluster.checkconfig import (
     maskKey,
     runCheckConfig,
 )
-from wazuhcluster.config import (
+from wazuhcluster.clusteritems import FileItem, loadClusterItems, mergeClusterItems
+from wazuhcluster.errors import ConfigError
+from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecconf import (
     CLUSTER_NAME_CHARS,
     NODE_NAME_CHARS,
     RESERVED_NODE_ADDRESSES,
     ClusterConfig,
-    FileItem,
     checkClusterConfig,
     defaultClusterConfig,
-    loadClusterItems,
-    mergeClusterItems,
     parseClusterConfig,
     readClusterConfig,
-    renderOssecConf,
 )
-from wazuhcluster.errors import ConfigError
-from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecwrite import renderOssecConf
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -88,13 +86,12 @@ class ParseDefaultsTests(SynchronousTestCase):
 
     def test_allElements(self):
         """
-        Every element is read, with surrounding whitespace removed and the
-        port converted to an integer.
+        Every element is read, the port converted to an integer.
         """
         config = parseClusterConfig(
             clusterBlock(
-                name=" prod ",
-                node_name="\n  node-02\n",
+                name="prod",
+                node_name="node-02",
                 node_type="worker",
                 port="1600",
                 bind_addr="10.0.0.2",
@@ -150,16 +147,23 @@ class ParseDefaultsTests(SynchronousTestCase):
         config = parseClusterConfig(text.encode("utf-8"))
         self.assertEqual(config.masterHost, "master.example.com")
 
-    def test_laterBlockWins(self):
+    def test_lastBlockWins(self):
         """
-        With several C{<cluster>} blocks, an element given again later
-        overrides the earlier value; the others are kept.
+        With several C{<cluster>} blocks, only the last one counts (its
+        missing elements take their defaults, not the earlier block's
+        values), with Wazuh's warning.
         """
         text = clusterBlock(name="first", port="1600") + (
-            b"<ossec_config><cluster><name>second</name></cluster></ossec_config>"
-        )
+            f"<ossec_config><cluster><name>second</name><key>{KEY}</key>"
+            "<nodes><node>10.0.0.9</node></nodes></cluster></ossec_config>"
+        ).encode("ascii")
         config = parseClusterConfig(text)
-        self.assertEqual((config.name, config.port), ("second", 1600))
+        self.assertEqual((config.name, config.port), ("second", 1516))
+        self.assertEqual(
+            config.warnings,
+            ("There are multiple cluster sections in configuration. Using only "
+             "last section.",),
+        )
 
     def test_emptyNodesTakeDefault(self):
         """
@@ -252,8 +256,13 @@ class ParseErrorTests(SynchronousTestCase):
         detail = (
             "Key must be 32 characters long and only have alphanumeric characters"
         )
-        for key in ["abc", KEY + "0", KEY[:-1] + "-", KEY[:-1] + "\u00e9"]:
+        for key in ["abc", KEY + "0", KEY[:-1] + "-", " " + KEY + " "]:
             self.assertConfigError(clusterBlock(key=key), detail)
+        self.assertConfigError(
+            clusterBlock(key=KEY[:-1] + "\u00e9"),
+            detail + " (ASCII letters, digits and '_': Wazuh turns the key into "
+            "32 bytes)",
+        )
         underscores = "_" * 32
         config = parseClusterConfig(clusterBlock(key=underscores))
         self.assertEqual(config.key, underscores)
@@ -271,10 +280,46 @@ class ParseErrorTests(SynchronousTestCase):
         """
         A port that is not made of digits is refused by the read step.
         """
-        for port in ["abc", "15.16", "-1516", "+1516", ""]:
+        for port in ["abc", "15.16", "-1516", "+1516", " 1516 ", "\u00b2"]:
             self.assertConfigError(
                 clusterBlock(port=port), "Cluster port must be an integer."
             )
+
+    def test_portDigits(self):
+        """
+        Leading zeros and decimal digits of any script are a port, as for
+        Python's C{int}.
+        """
+        for port in ["01516", "\u0661\u0665\u0661\u0666"]:
+            self.assertEqual(parseClusterConfig(clusterBlock(port=port)).port, 1516)
+
+    def test_emptyElementsTakeDefaults(self):
+        """
+        An empty element counts as missing: it takes its default.
+        """
+        config = parseClusterConfig(clusterBlock(
+            name="", node_name="", node_type="", port="", bind_addr="",
+            hidden="", disabled=""))
+        self.assertEqual(
+            (config.name, config.node_name, config.node_type, config.port,
+             config.bind_addr, config.hidden, config.disabled),
+            ("wazuh", "node01", "master", 1516, "0.0.0.0", False, False))
+
+    def test_whitespaceKept(self):
+        """
+        Values are taken as written: a padded node type is invalid.
+        """
+        self.assertConfigError(
+            clusterBlock(node_type="\n master \n"),
+            "Invalid node type \n master \n. Correct values are master and worker",
+        )
+
+    def test_elementNamesIgnoreCase(self):
+        """
+        Element names are compared without case, as Wazuh's reader does.
+        """
+        config = parseClusterConfig(clusterBlock(NODE_TYPE="worker", Node_Name="w1"))
+        self.assertEqual((config.node_type, config.node_name), ("worker", "w1"))
 
     def test_portRange(self):
         """
@@ -313,20 +358,18 @@ class ParseErrorTests(SynchronousTestCase):
 
     def test_hiddenValue(self):
         """
-        C{hidden} must be C{yes} or C{no}.
+        A C{hidden} other than C{yes} or C{no} is accepted, as Wazuh's
+        cluster daemon does (it never reads it), with a warning (Wazuh's C
+        daemons refuse it), and read as C{no}.
         """
-        self.assertConfigError(
-            clusterBlock(hidden="1"),
-            "Allowed values for 'hidden' field are 'yes' and 'no'. Found: '1'",
+        config = parseClusterConfig(clusterBlock(hidden="1"))
+        self.assertFalse(config.hidden)
+        self.assertEqual(
+            config.warnings,
+            ("Invalid value for element 'hidden': '1' (Wazuh's other daemons "
+             "refuse it); using 'no'.",),
         )
 
-    def test_emptyClusterName(self):
-        """
-        An empty C{<name>} is refused with the C parser's text.
-        """
-        self.assertConfigError(
-            clusterBlock(name=""), "Cluster name is empty in configuration"
-        )
 
     def test_clusterNameCharacters(self):
         """
@@ -340,36 +383,42 @@ class ParseErrorTests(SynchronousTestCase):
         )
         self.assertEqual(parseClusterConfig(clusterBlock(name=".")).name, ".")
 
-    def test_emptyNodeName(self):
-        """
-        An empty C{<node_name>} is refused with the C parser's text.
-        """
-        self.assertConfigError(
-            clusterBlock(node_name=""), "Node name is empty in configuration"
-        )
 
     def test_nodeNameCharacters(self):
         """
         A node name with a character outside C{[A-Za-z0-9_.-]}, or made of
         dots only (it names a directory), is refused.
         """
-        for name in ["node 01", "node/01", "n\u00f6de", "node:1", ".", "..", "node.01"]:
+        for name in ["node 01", "node/01", "n\u00f6de", "node:1", ".", ".."]:
             self.assertConfigError(
                 clusterBlock(node_name=name),
                 f'Detected a not allowed character in node name: "{name}". '
                 f'Characters allowed: "{NODE_NAME_CHARS}".',
             )
-        config = parseClusterConfig(clusterBlock(node_name="Node_01-dc_1"))
-        self.assertEqual(config.node_name, "Node_01-dc_1")
+        config = parseClusterConfig(clusterBlock(node_name="Node_01-dc.1"))
+        self.assertEqual(config.node_name, "Node_01-dc.1")
+
+    def test_workerNameFormat(self):
+        """
+        A worker's name must be one its master accepts in the hello
+        (C{[A-Za-z0-9_-]+}, Wazuh's 3060): a dot is refused there.
+        """
+        self.assertConfigError(
+            clusterBlock(node_name="node.1", node_type="worker"),
+            "Invalid node name format: 'node.1': a master accepts only letters, "
+            "digits, '_' and '-' in a worker's name (error 3060)",
+        )
 
     def test_unknownElement(self):
         """
-        An element the original does not know is refused, as the C parser
-        does.
+        An element the original does not know is ignored, as Wazuh's cluster
+        daemon does, but with a warning (Wazuh's C daemons refuse it).
         """
-        self.assertConfigError(
-            clusterBlock(node_nmae="x"),
-            "Invalid element in the configuration: 'node_nmae'.",
+        config = parseClusterConfig(clusterBlock(node_nmae="x"))
+        self.assertEqual(
+            config.warnings,
+            ("Unknown element <node_nmae> in <cluster> ignored (Wazuh's other "
+             "daemons refuse it: error 1230).",),
         )
 
     def test_ignoredElements(self):
@@ -416,11 +465,6 @@ class CheckOrderTests(SynchronousTestCase):
             disabled="maybe",
             hidden="maybe",
         )
-        self.assertFirstError(
-            "Allowed values for 'hidden' field are 'yes' and 'no'. Found: 'maybe'",
-            key="",
-            hidden="maybe",
-        )
 
     def test_checksInOrder(self):
         """
@@ -428,7 +472,8 @@ class CheckOrderTests(SynchronousTestCase):
         reported before the following ones.
         """
         bad = dict(
-            node_type="boss", port="80", nodes=["localhost"], name="", node_name=""
+            node_type="boss", port="80", nodes=["localhost"], name="a b",
+            node_name="a b"
         )
         self.assertFirstError("Unspecified key", key="", **bad)
         self.assertFirstError(
@@ -443,9 +488,13 @@ class CheckOrderTests(SynchronousTestCase):
         bad.pop("port")
         self.assertFirstError("Invalid elements in node fields: localhost.", **bad)
         bad.pop("nodes")
-        self.assertFirstError("Cluster name is empty in configuration", **bad)
+        self.assertFirstError(
+            'Detected a not allowed character in cluster name: "a b". '
+            f'Characters allowed: "{CLUSTER_NAME_CHARS}".', **bad)
         bad.pop("name")
-        self.assertFirstError("Node name is empty in configuration", **bad)
+        self.assertFirstError(
+            'Detected a not allowed character in node name: "a b". '
+            f'Characters allowed: "{NODE_NAME_CHARS}".', **bad)
 
     def test_nodeTypeBeforePort(self):
         """
@@ -457,13 +506,6 @@ class CheckOrderTests(SynchronousTestCase):
             port="80",
         )
 
-    def test_namesBeforeUnknownElements(self):
-        """
-        The node name is checked before unknown elements.
-        """
-        self.assertFirstError(
-            "Node name is empty in configuration", node_name="", foo="bar"
-        )
 
     def test_disabledSkipsChecks(self):
         """
@@ -481,9 +523,9 @@ class CheckOrderTests(SynchronousTestCase):
         error = self.assertRaises(
             ConfigError,
             parseClusterConfig,
-            clusterBlock(node_name="", disabled="yes"),
+            clusterBlock(node_name="a/b", disabled="yes"),
         )
-        self.assertEqual(error.detail, "Node name is empty in configuration")
+        self.assertIn("not allowed character in node name", error.detail)
 
     def test_checkClusterConfigNames(self):
         """
@@ -637,25 +679,30 @@ def validConfigs():
     Configurations that L{parseClusterConfig} can return.
     """
     nodes = _cleanText(minSize=1).filter(lambda s: s not in RESERVED_NODE_ADDRESSES)
-    nodeName = st.text(NODE_NAME_CHARS, min_size=1, max_size=20).filter(
+    masterName = st.text(NODE_NAME_CHARS, min_size=1, max_size=20).filter(
         lambda s: s not in (".", "..")
     )
-    return st.builds(
-        ClusterConfig,
-        name=st.text(CLUSTER_NAME_CHARS, min_size=1, max_size=20),
-        node_name=nodeName,
-        node_type=st.sampled_from(["master", "worker"]),
-        key=st.text(
-            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_",
-            min_size=32,
-            max_size=32,
-        ),
-        port=st.integers(1025, 65534),
-        bind_addr=_cleanText(),
-        nodes=st.lists(nodes, min_size=1, max_size=3).map(tuple),
-        hidden=st.booleans(),
-        disabled=st.booleans(),
-    )
+    workerName = st.text(NODE_NAME_CHARS.replace(".", ""), min_size=1, max_size=20)
+
+    def build(nodeType):
+        return st.builds(
+            ClusterConfig,
+            name=st.text(CLUSTER_NAME_CHARS, min_size=1, max_size=20),
+            node_name=masterName if nodeType == "master" else workerName,
+            node_type=st.just(nodeType),
+            key=st.text(
+                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_",
+                min_size=32,
+                max_size=32,
+            ),
+            port=st.integers(1025, 65534),
+            bind_addr=_cleanText(minSize=1),
+            nodes=st.lists(nodes, min_size=1, max_size=3).map(tuple),
+            hidden=st.booleans(),
+            disabled=st.booleans(),
+        )
+
+    return st.sampled_from(["master", "worker"]).flatmap(build)
 
 
 class RenderTests(SynchronousTestCase):
@@ -711,13 +758,13 @@ class ShippedItemsTests(SynchronousTestCase):
         The intervals are those of WAZUH.md section 2, plus ours.
         """
         items = loadClusterItems()
-        self.assertEqual(items.worker["keep_alive"], 60)
-        self.assertEqual(items.worker["sync_integrity"], 9)
-        self.assertEqual(items.master["recalculate_integrity"], 8)
-        self.assertEqual(items.master["max_allowed_time_without_keepalive"], 120)
-        self.assertEqual(items.master["hello_timeout"], 30)
-        self.assertEqual(items.master["max_connections_per_address"], 10)
-        self.assertEqual(items.communication["zip_limit_tolerance"], 0.2)
+        self.assertEqual(items.worker.keep_alive, 60)
+        self.assertEqual(items.worker.sync_integrity, 9)
+        self.assertEqual(items.master.recalculate_integrity, 8)
+        self.assertEqual(items.master.max_allowed_time_without_keepalive, 120)
+        self.assertEqual(items.master.hello_timeout, 30)
+        self.assertEqual(items.master.max_connections_per_address, 10)
+        self.assertEqual(items.communication.zip_limit_tolerance, 0.2)
 
     def test_fileSet(self):
         """
@@ -803,13 +850,13 @@ class OverridesTests(SynchronousTestCase):
                 }
             }
         )
-        self.assertEqual(items.worker["keep_alive"], 0.5)
-        self.assertEqual(items.worker["sync_integrity"], 9)
-        self.assertEqual(items.master["hello_timeout"], 2)
+        self.assertEqual(items.worker.keep_alive, 0.5)
+        self.assertEqual(items.worker.sync_integrity, 9)
+        self.assertEqual(items.master.hello_timeout, 2)
         self.assertEqual(items.raw["intervals"]["worker"]["keep_alive"], 0.5)
-        self.assertEqual(items.communication["zip_limit_tolerance"], 0.2)
+        self.assertEqual(items.communication.zip_limit_tolerance, 0.2)
         items = self.load({"intervals": {"communication": {"zip_limit_tolerance": 1}}})
-        self.assertEqual(items.communication["zip_limit_tolerance"], 1)
+        self.assertEqual(items.communication.zip_limit_tolerance, 1)
 
     def test_emptyOverrides(self):
         """
@@ -905,14 +952,54 @@ class OverridesTests(SynchronousTestCase):
 
     def test_nonPositiveInterval(self):
         """
-        An interval of zero or less is refused.
+        A period of zero or less is refused.
         """
         for value in [0, -1, -0.5]:
             self.assertRefused(
                 {"intervals": {"master": {"recalculate_integrity": value}}},
-                "Interval 'intervals.master.recalculate_integrity' must be a "
-                f"positive number, found {value} in {self.path}",
+                "Interval 'intervals.master.recalculate_integrity' is a period and "
+                f"must be a positive number, found {value} in {self.path}",
             )
+
+    def test_zeroDelayAndTimeout(self):
+        """
+        A delay or a timeout may be zero (none), as Wazuh accepts for
+        C{agent_group_start_delay}; a negative one is refused.
+        """
+        items = self.load({"intervals": {"master": {"agent_group_start_delay": 0},
+                                         "worker": {"timeout_agent_groups": 0}}})
+        self.assertEqual(items.master.agent_group_start_delay, 0)
+        self.assertEqual(items.worker.timeout_agent_groups, 0)
+        self.assertRefused(
+            {"intervals": {"master": {"agent_group_start_delay": -1}}},
+            "Interval 'intervals.master.agent_group_start_delay' is a delay and "
+            f"must be zero (none) or a positive number, found -1 in {self.path}",
+        )
+
+    def test_countsAndSizes(self):
+        """
+        Counts and sizes are whole numbers of at least one; the compression
+        level lies in 0-9; the tolerance in (0, 1]; the smallest zip size is
+        at most the largest.
+        """
+        cases = [
+            ({"worker": {"max_failed_keepalive_attempts": 1.5}},
+             "'intervals.worker.max_failed_keepalive_attempts' must be a whole number"),
+            ({"master": {"max_connections_per_address": 0}},
+             "'intervals.master.max_connections_per_address' must be at least 1"),
+            ({"communication": {"compress_level": 10}},
+             "'intervals.communication.compress_level' must be between 0 and 9"),
+            ({"communication": {"zip_limit_tolerance": 0}},
+             "'intervals.communication.zip_limit_tolerance' must be greater than 0"),
+            ({"communication": {"min_zip_size": 2, "max_zip_size": 1}},
+             "'intervals.communication.min_zip_size' must not be larger"),
+        ]
+        for intervals, detail in cases:
+            error = self.assertRaises(ConfigError, self.load, {"intervals": intervals})
+            self.assertIn(detail, error.detail)
+        items = self.load({"intervals": {"worker": {"max_failed_keepalive_attempts": 3.0}}})
+        self.assertEqual(items.worker.max_failed_keepalive_attempts, 3)
+        self.assertIsInstance(items.worker.max_failed_keepalive_attempts, int)
 
     def test_changeItem(self):
         """

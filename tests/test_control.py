@@ -12,6 +12,7 @@ from twisted.python.filepath import FilePath
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.cluster import InMemoryCluster
 from wazuhcluster.cli import run
 from wazuhcluster.commands import MAX_CHUNK, ControlFailed
 from wazuhcluster.control import ControlProtocol, WorkerControlHandler
@@ -19,8 +20,6 @@ from wazuhcluster.controlclient import formatHealth, formatNodes, formatTable
 from wazuhcluster.health import WorkerStatus, nodeInfo
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.results import callControl
-
-from tests.cluster import InMemoryCluster
 
 
 class BigHandler:

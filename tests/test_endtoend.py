@@ -8,8 +8,8 @@ control}).
 import json
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import ProcessProtocol

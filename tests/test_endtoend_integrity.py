@@ -51,7 +51,7 @@ class IntegrityEndToEndTests(TestCase):
     timeout = 120
 
     def setUp(self):
-        from wazuhcluster.config import loadClusterItems
+        from wazuhcluster.clusteritems import loadClusterItems
 
         self.cluster = ClusterProcesses(self, intervals=INTERVALS)
         self.fileset = loadClusterItems().fileset

@@ -7,17 +7,16 @@ rules and the replacement of a half-open connection.
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
 from twisted.logger import globalLogPublisher
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.certs import makeAuthority
+from tests.cluster import KEY, InMemoryCluster
 from wazuhcluster import PROTOCOL_VERSION
 from wazuhcluster.commands import Hello, HelloRejected, KeepAlive
 from wazuhcluster.tls import channelBinding, helloProof
-
-from tests.cluster import KEY, InMemoryCluster
-from tests.certs import makeAuthority
 
 
 class LogCapture:

@@ -9,10 +9,10 @@ from cryptography import x509
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.config import parseClusterConfig
 from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.nodeinit import formatInitSummary, initNode
+from wazuhcluster.ossecconf import parseClusterConfig
 from wazuhcluster.tls import loadNodeIdentity
 
 KEY = "0123456789abcdef0123456789ABCDEF"

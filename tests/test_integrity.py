@@ -13,7 +13,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_pathrules import FILESET, validPaths
-from wazuhcluster.config import FileItem, FileSet
+from wazuhcluster.clusteritems import FileItem, FileSet
 from wazuhcluster.integrity import (
     MAX_CHUNK,
     FileMeta,

@@ -9,10 +9,9 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.commands import MAX_CHUNK
-
 from tests.cluster import InMemoryCluster
 from tests.test_hello import LogCapture
+from wazuhcluster.commands import MAX_CHUNK
 
 INTERVALS = {
     "worker": {"sync_integrity": 9, "keep_alive": 60},

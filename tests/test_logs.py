@@ -13,7 +13,12 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.logs import (
-    ClusterLogger, ClusterLogService, WazuhDailyLogFile, formatClusterEvent, levelPredicate)
+    ClusterLogger,
+    ClusterLogService,
+    WazuhDailyLogFile,
+    formatClusterEvent,
+    levelPredicate,
+)
 
 
 def event(text, level=LogLevel.info, **keys):

@@ -12,7 +12,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 import wazuhcluster
-from wazuhcluster.config import FileItem, FileSet
+from wazuhcluster.clusteritems import FileItem, FileSet
 from wazuhcluster.pathrules import (
     UnsafePath,
     checkNotThroughSymlink,

@@ -7,19 +7,24 @@ bytes in flight, and its parsing into a staged, verified sync.
 import hashlib
 import os
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.commands import MAX_CHUNK, SyncAborted
-from wazuhcluster.staging import StagedSync
-from wazuhcluster.commands import FILE_DATA_VALUES
-from wazuhcluster.streams import (
-    STREAM_CHUNK, ChunkConsumer, FileStreamReceiver, FileStreamSender, StreamError,
-    encodeHeader, fileDataArguments)
-
 from tests.test_pathrules import FILESET
+from wazuhcluster.commands import FILE_DATA_VALUES, MAX_CHUNK, SyncAborted
+from wazuhcluster.staging import StagedSync
+from wazuhcluster.streams import (
+    STREAM_CHUNK,
+    ChunkConsumer,
+    FileStreamReceiver,
+    FileStreamSender,
+    StreamError,
+    encodeHeader,
+    fileDataArguments,
+)
 
 
 def md5(data):

@@ -11,21 +11,20 @@ import tempfile
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.internet.protocol import Factory, Protocol
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_endtoend import freePort
 from wazuhcluster.errors import StartupError
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.master.server import ConnectionLimiter, MasterService
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.tap import Options, makeNodeService
 from wazuhcluster.worker.client import WorkerService
-
-from tests.test_endtoend import freePort
 
 
 class OptionsTests(SynchronousTestCase):

@@ -16,15 +16,17 @@ from zope.interface import implementer
 
 from tests.certs import makeAuthority, makeNodeSsl, tlsConnectedPair
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.pki import (
+    ensureCertificateAuthority,
+    issueNodeCertificate,
+    nodeCertificateMatches,
+)
 from wazuhcluster.tls import (
     NodeIdentity,
     channelBinding,
-    ensureCertificateAuthority,
     helloProof,
-    issueNodeCertificate,
     loadNodeIdentity,
     masterContextFactory,
-    nodeCertificateMatches,
     peerCertificateNames,
     verifyHelloProof,
     workerConnectionCreator,

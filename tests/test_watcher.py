@@ -16,7 +16,7 @@ from twisted.python.filepath import FilePath
 from twisted.python.runtime import platform
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from wazuhcluster.config import FileItem, FileSet
+from wazuhcluster.clusteritems import FileItem, FileSet
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.watcher import REBUILD_DELAY, TreeWatcher
 

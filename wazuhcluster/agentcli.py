@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from twisted.protocols.amp import AmpBox
 from twisted.python.failure import Failure
 
-from wazuhcluster.agentdb import AgentDatabase, OS_FIELDS
+from wazuhcluster.agentdb import OS_FIELDS, AgentDatabase
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
@@ -38,9 +38,9 @@ from wazuhcluster.clientkeys import (
     readClientKeys,
     writeClientKeys,
 )
-from wazuhcluster.config import readClusterConfig
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecconf import readClusterConfig
 
 #: Column headers of C{agent list}, as C{cluster_control -a} prints them.
 LIST_HEADERS = ("ID", "NAME", "IP", "STATUS", "VERSION", "NODE NAME")

@@ -4,9 +4,12 @@ C{wazuh-cluster check-config}: validate a node's configuration and print the
 effective values (the cluster key is never printed in full).
 """
 
-from wazuhcluster.config import loadClusterItems, readClusterConfig
+import attrs
+
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.errors import ConfigError
 from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecconf import readClusterConfig
 
 KEY_VISIBLE_CHARS = 2
 KEY_MIN_LENGTH_TO_SHOW = 8
@@ -65,7 +68,7 @@ def _intervalLines(items):
     """
     lines = ["Intervals (cluster.json):"]
     for section in ("worker", "master", "communication"):
-        values = getattr(items, section)
+        values = attrs.asdict(getattr(items, section))
         lines.append(f"  {section}:")
         width = max(len(key) for key in values) + 1
         lines.extend(
@@ -108,8 +111,8 @@ def formatEffectiveConfig(config, items):
     """
     The effective configuration of a node, for humans.
 
-    @type config: L{wazuhcluster.config.ClusterConfig}
-    @type items: L{wazuhcluster.config.ClusterItems}
+    @type config: L{wazuhcluster.ossecconf.ClusterConfig}
+    @type items: L{wazuhcluster.clusteritems.ClusterItems}
     @rtype: C{str}, ending with a newline.
     """
     sections = [

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli -*-
+# -*- test-case-name: tests.test_control,tests.test_init,tests.test_agentcli -*-
 """
 The C{wazuh-cluster} command: init, check-config, control, agent, demo.
 
@@ -118,9 +118,15 @@ def runControl(args, out, err):
 
 def _control(reactor, home, args, out, err, status):
     from wazuhcluster.commands import ControlFailed
-    from wazuhcluster.config import readClusterConfig
     from wazuhcluster.controlclient import (
-        ClusterNotRunning, askDaemon, formatAgents, formatHealth, formatJson, formatNodes)
+        ClusterNotRunning,
+        askDaemon,
+        formatAgents,
+        formatHealth,
+        formatJson,
+        formatNodes,
+    )
+    from wazuhcluster.ossecconf import readClusterConfig
 
     arguments = {"node_names": args.nodes or []}
     if args.list:

@@ -16,10 +16,11 @@ import fcntl
 import ipaddress
 import os
 import re
-import tempfile
 from contextlib import contextmanager
 
 from attrs import frozen
+
+from wazuhcluster.fsutil import atomicWrite
 
 #: The mode of C{etc/client.keys} (WAZUH.md section 2.4).
 CLIENT_KEYS_MODE = 0o640
@@ -197,44 +198,14 @@ def formatClientKeys(entries):
 
 def writeClientKeys(path, entries):
     """
-    Replace C{path} atomically with C{entries}, mode 0640.
-
-    The content goes to a temporary file in the same directory (named
-    C{.client.keys.*.tmp}, a name integrity sync ignores), is flushed to
-    disk, and is renamed over C{path}; the directory is then flushed, so a
-    crash leaves either the old or the new file.
+    Replace C{path} atomically with C{entries}, mode 0640
+    (L{wazuhcluster.fsutil.atomicWrite}: a crash leaves the old or the new
+    file).
 
     @type path: L{twisted.python.filepath.FilePath}
     @type entries: iterable of L{ClientKey}
     """
-    directory = path.parent().path
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{path.basename()}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(formatClientKeys(entries))
-            f.flush()
-            os.fchmod(f.fileno(), CLIENT_KEYS_MODE)
-            os.fsync(f.fileno())
-        os.replace(tmp, path.path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsyncDirectory(directory)
-    path.changed()
-
-
-def _fsyncDirectory(directory):
-    """
-    Flush a directory entry change (a rename) to disk.
-    """
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomicWrite(path, formatClientKeys(entries), CLIENT_KEYS_MODE)
 
 
 @contextmanager

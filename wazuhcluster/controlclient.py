@@ -7,7 +7,7 @@ control socket and prints the answer in the original's layout
 
 import json
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
@@ -43,7 +43,7 @@ def askDaemon(reactor, home, request, arguments=None, timeout=30):
         result = yield d
     finally:
         protocol.transport.loseConnection()
-    returnValue(result)
+    return result
 
 
 def formatTable(header, rows):

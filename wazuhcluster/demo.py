@@ -12,13 +12,14 @@ import socket
 
 from twisted.application.service import MultiService
 
+from wazuhcluster import tls
 from wazuhcluster.agentcli import agentAdd
-from wazuhcluster.config import loadClusterItems, readClusterConfig
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogService
 from wazuhcluster.nodeinit import initNode
-from wazuhcluster import tls
+from wazuhcluster.ossecconf import readClusterConfig
 
 SAMPLE_FILES = {
     "etc/rules/local_rules.xml": (

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_health -*-
+# -*- test-case-name: tests.test_control -*-
 """
 Health of the cluster: the per-worker status the master keeps, with the field
 names and C{'n/a'} defaults of the original (WAZUH.md section 4.8).

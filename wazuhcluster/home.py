@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_home -*-
+# -*- test-case-name: tests.test_init -*-
 """
 The node home: the equivalent of C{/var/ossec}, and where everything lives in it.
 """

@@ -301,7 +301,7 @@ def scanFiles(root, fileset, previous=None):
     @param root: the node home.
     @type root: L{twisted.python.filepath.FilePath}
     @param fileset: the synced file set.
-    @type fileset: L{wazuhcluster.config.FileSet}
+    @type fileset: L{wazuhcluster.clusteritems.FileSet}
     @param previous: the last snapshot computed from the same home, or
         L{None} to hash everything.
     @type previous: L{Snapshot} or L{None}

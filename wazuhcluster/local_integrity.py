@@ -65,7 +65,7 @@ class LocalIntegrity(Service):
     @ivar snapshot: the last L{wazuhcluster.integrity.Snapshot}, or L{None}
         until the first scan finished.
     @ivar root: the node home scanned.
-    @ivar fileset: the synced L{wazuhcluster.config.FileSet}.
+    @ivar fileset: the synced L{wazuhcluster.clusteritems.FileSet}.
     @ivar interval: seconds between two periodic scans.
     @ivar log: the logger, with the C{Local integrity} sub-tag.
     """
@@ -87,7 +87,7 @@ class LocalIntegrity(Service):
         @param root: the node home.
         @type root: L{twisted.python.filepath.FilePath}
         @param fileset: the synced file set.
-        @type fileset: L{wazuhcluster.config.FileSet}
+        @type fileset: L{wazuhcluster.clusteritems.FileSet}
         @param interval: seconds between two periodic scans.
         @param log: a L{wazuhcluster.logs.ClusterLogger}; its sub-tag is
             replaced by C{Local integrity}.

@@ -19,10 +19,10 @@ from twisted.application.service import Service
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
-    LogLevel,
     ILogFilterPredicate,
-    LogLevelFilterPredicate,
     Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
     PredicateResult,
     eventAsText,
     formatTime,

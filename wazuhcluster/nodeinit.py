@@ -16,22 +16,21 @@ import shlex
 
 from twisted.python.filepath import FilePath
 
-from wazuhcluster.config import (
+from wazuhcluster.errors import ClusterError, ConfigError
+from wazuhcluster.fsutil import atomicWrite
+from wazuhcluster.home import NodeHome
+from wazuhcluster.ossecconf import (
     ClusterConfig,
     checkClusterConfig,
     hasClusterBlock,
     parseClusterConfig,
-    renderOssecConf,
-    spliceClusterBlock,
 )
-from wazuhcluster.errors import ClusterError, ConfigError
-from wazuhcluster.home import NodeHome
-from wazuhcluster.tls import (
+from wazuhcluster.ossecwrite import renderOssecConf, spliceClusterBlock
+from wazuhcluster.pki import (
     ensureCertificateAuthority,
     issueNodeCertificate,
     nodeCertificateMatches,
     readClusterKey,
-    writeFileWithMode,
 )
 
 NODE_TYPES = ("master", "worker")
@@ -185,7 +184,7 @@ def _writeOssecConf(home, config):
     content = _ossecConfContent(home, config)
     if home.ossecConf.exists() and home.ossecConf.getContent() == content:
         return
-    writeFileWithMode(home.ossecConf, content, 0o640)
+    atomicWrite(home.ossecConf, content, 0o640)
 
 
 def _certificateHosts(config):
@@ -219,7 +218,7 @@ def _createDefaultGroup(home):
         group.chmod(0o770)
     agentConf = group.child("agent.conf")
     if not agentConf.exists():
-        writeFileWithMode(agentConf, DEFAULT_AGENT_CONF, 0o660)
+        atomicWrite(agentConf, DEFAULT_AGENT_CONF, 0o660)
 
 
 def _asFilePath(path):

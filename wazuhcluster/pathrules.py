@@ -82,9 +82,9 @@ def nameProblem(fileset, item, basename):
     Why a file called C{basename} inside C{item} is not synced, or L{None}.
 
     @param fileset: the synced file set.
-    @type fileset: L{wazuhcluster.config.FileSet}
+    @type fileset: L{wazuhcluster.clusteritems.FileSet}
     @param item: the item the file belongs to.
-    @type item: L{wazuhcluster.config.FileItem}
+    @type item: L{wazuhcluster.clusteritems.FileItem}
     @param basename: the file's name (already checked by L{segmentProblem}).
     @return: a short reason, or L{None} when the file is synced.
     """
@@ -101,7 +101,7 @@ def itemFor(fileset, relpath):
 
     @param fileset: the synced file set.
     @param relpath: a C{/}-separated path relative to the home.
-    @return: the L{wazuhcluster.config.FileItem}, or L{None} if no item
+    @return: the L{wazuhcluster.clusteritems.FileItem}, or L{None} if no item
         directory contains C{relpath}.
     """
     best = None
@@ -117,10 +117,10 @@ def checkSyncedPath(fileset, relpath):
     Accept C{relpath} only if it names a synced file.
 
     @param fileset: the synced file set.
-    @type fileset: L{wazuhcluster.config.FileSet}
+    @type fileset: L{wazuhcluster.clusteritems.FileSet}
     @param relpath: the untrusted path, C{/}-separated and relative to the
         node home (e.g. C{etc/shared/default/agent.conf}).
-    @return: the L{wazuhcluster.config.FileItem} the path belongs to.
+    @return: the L{wazuhcluster.clusteritems.FileItem} the path belongs to.
     @raise UnsafePath: when the path is not a valid synced path; the message
         says why.
     """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_results -*-
+# -*- test-case-name: tests.test_control -*-
 """
 Results larger than one AMP value: kept by the answering side and fetched in
 chunks of at most L{MAX_CHUNK} bytes by the asking side.
@@ -8,7 +8,7 @@ import json
 import uuid
 from collections import OrderedDict
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from wazuhcluster.commands import (
     MAX_CHUNK,
@@ -79,4 +79,4 @@ def callControl(protocol, request, arguments=None):
             FetchResultChunk, result_id=answer["result_id"], index=index
         )
         parts.append(chunk["data"])
-    returnValue(json.loads(b"".join(parts)))
+    return json.loads(b"".join(parts))

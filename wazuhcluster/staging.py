@@ -98,7 +98,7 @@ class StagedFile:
     that placing it is a plain rename.
 
     @ivar relpath: the target path, relative to the home.
-    @ivar item: the L{wazuhcluster.config.FileItem} it belongs to.
+    @ivar item: the L{wazuhcluster.clusteritems.FileItem} it belongs to.
     @ivar expectedMd5: the announced hex MD5.
     @ivar expectedSize: the announced size.
     @ivar owner: C{(uid, gid)} given to the staged file when it is closed, or
@@ -239,7 +239,7 @@ class StagedSync:
         @param root: the node home (L{twisted.python.filepath.FilePath}).
         @param stagingDir: the staging area (L{twisted.python.filepath.FilePath});
             created if missing.
-        @param fileset: the L{wazuhcluster.config.FileSet}.
+        @param fileset: the L{wazuhcluster.clusteritems.FileSet}.
         @param durable: flush the written files to disk before renaming them
             into place (disable only in tests and benchmarks of pure logic).
         """
@@ -553,7 +553,7 @@ class _Applier:
     def __init__(self, root, fileset, durable, stagingPath):
         """
         @param root: the node home (L{twisted.python.filepath.FilePath}).
-        @param fileset: the L{wazuhcluster.config.FileSet}.
+        @param fileset: the L{wazuhcluster.clusteritems.FileSet}.
         @param durable: flush data before the renames, and the renames.
         @param stagingPath: the private staging directory, or L{None} when
             nothing was staged.

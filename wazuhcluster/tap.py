@@ -13,12 +13,13 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import LogLevel
 from twisted.python import usage
 
-from wazuhcluster.config import loadClusterItems, readClusterConfig
+from wazuhcluster import tls
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
-from wazuhcluster import tls
+from wazuhcluster.ossecconf import readClusterConfig
 
 
 class Options(usage.Options):

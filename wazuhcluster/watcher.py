@@ -116,7 +116,7 @@ class TreeWatcher:
         @param root: the node home.
         @type root: L{twisted.python.filepath.FilePath}
         @param fileset: the synced file set.
-        @type fileset: L{wazuhcluster.config.FileSet}
+        @type fileset: L{wazuhcluster.clusteritems.FileSet}
         @param onChange: called without arguments on every hint of a change.
         @param reactor: the reactor (reading file descriptors, C{callLater}).
         @param log: a L{wazuhcluster.logs.ClusterLogger}.

@@ -143,7 +143,7 @@ class AgentGroupsSender:
         times.begin(started)
         log.info("Starting.")
         chunks = [data for _, data in packChunks((row, row[3]) for row in rows)] or [b"[]"]
-        timeout = self.master.items.worker["timeout_agent_groups"]
+        timeout = self.master.items.worker.timeout_agent_groups
         try:
             for index, data in enumerate(chunks):
                 final = index == len(chunks) - 1

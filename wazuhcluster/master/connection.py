@@ -4,11 +4,9 @@ The master's side of one worker connection: the hello that authenticates it,
 then the responders a registered worker may call.
 """
 
-import hmac
 import re
 
-
-from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__
+from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__, tls
 from wazuhcluster.commands import (
     ControlFailed,
     ControlRequest,
@@ -20,7 +18,6 @@ from wazuhcluster.commands import (
 from wazuhcluster.health import WorkerStatus
 from wazuhcluster.node import FeatureResponders
 from wazuhcluster.results import ResultStore
-from wazuhcluster import tls
 
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -75,7 +72,7 @@ class MasterConnection(FeatureResponders):
         tls.setNoDelay(self.transport)
         self.log.info("Connection from {peer}", peer=self.peerAddress)
         self._helloDeadline = self.master.clock.callLater(
-            self.master.items.master["hello_timeout"], self._helloTimedOut
+            self.master.items.master.hello_timeout, self._helloTimedOut
         )
 
     def _helloTimedOut(self):
@@ -84,7 +81,7 @@ class MasterConnection(FeatureResponders):
             "Closing connection from {peer}: no hello received within "
             "{timeout}s.",
             peer=self.peerAddress,
-            timeout=self.master.items.master["hello_timeout"],
+            timeout=self.master.items.master.hello_timeout,
         )
         self.transport.abortConnection()
 
@@ -148,10 +145,9 @@ class MasterConnection(FeatureResponders):
             raise _rejection(
                 3061, "Worker certificate does not match the node name it claims"
             )
-        expected = tls.helloProof(
-            config.key, tls.channelBinding(self.transport), clusterName, nodeName
-        )
-        if not hmac.compare_digest(expected, proof):
+        if not tls.verifyHelloProof(
+            proof, config.key, tls.channelBinding(self.transport), clusterName, nodeName
+        ):
             raise _rejection(3025, "Could not decrypt message")
         if nodeName == config.node_name:
             raise _rejection(3029, "Connected worker with same name as the master")

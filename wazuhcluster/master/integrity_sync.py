@@ -64,7 +64,7 @@ class IntegrityMaster(MultiService):
         self.local = LocalIntegrity(
             master.home.root,
             master.items.fileset,
-            master.items.master["recalculate_integrity"],
+            master.items.master.recalculate_integrity,
             self.log,
             master.clock,
             runInThread=master.runInThread,
@@ -223,7 +223,7 @@ class _MasterIntegrityLocator(amp.CommandLocator):
         d.addErrback(self._failed, session)
 
     def _finish(self, session):
-        timeout = max(self.feature.master.items.communication["timeout_receiving_file"], 1)
+        timeout = max(self.feature.master.items.communication.timeout_receiving_file, 1)
         d = self.connection.callRemote(TransferDone, session=session.id)
         d.addTimeout(timeout, self.clock)
         d.addCallback(self._applied, session)

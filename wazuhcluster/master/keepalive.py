@@ -7,7 +7,6 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
 
-
 class KeepAliveChecker(Service):
     """
     Every C{master.check_worker_lastkeepalive} seconds, disconnect each worker
@@ -26,7 +25,7 @@ class KeepAliveChecker(Service):
         super().startService()
         self._loop = LoopingCall(self.check)
         self._loop.clock = self.master.clock
-        self._loop.start(self.master.items.master["check_worker_lastkeepalive"], now=False)
+        self._loop.start(self.master.items.master.check_worker_lastkeepalive, now=False)
 
     def stopService(self):
         super().stopService()
@@ -39,7 +38,7 @@ class KeepAliveChecker(Service):
         Disconnect every worker silent for too long.
         """
         now = self.master.clock.seconds()
-        limit = self.master.items.master["max_allowed_time_without_keepalive"]
+        limit = self.master.items.master.max_allowed_time_without_keepalive
         for name, connection in sorted(self.master.workers.items()):
             last = connection.status.last_keep_alive
             if last is not None and now - last > limit:

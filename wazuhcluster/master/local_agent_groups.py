@@ -152,7 +152,7 @@ class LocalAgentGroups(Service):
 
     def startService(self):
         super().startService()
-        delay = self.master.items.master["agent_group_start_delay"]
+        delay = self.master.items.master.agent_group_start_delay
         self.log.info(
             "Sleeping {delay}s before starting the agent-groups task, waiting for the "
             "workers connection.", delay=delay)
@@ -162,7 +162,7 @@ class LocalAgentGroups(Service):
         self._delayed = None
         self._loop = LoopingCall(self.refresh)
         self._loop.clock = self.master.clock
-        self._loop.start(self.master.items.master["sync_agent_groups"], now=True)
+        self._loop.start(self.master.items.master.sync_agent_groups, now=True)
 
     def stopService(self):
         super().stopService()

@@ -9,14 +9,14 @@ from twisted.internet.protocol import ServerFactory
 from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from wazuhcluster import tls
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
-from wazuhcluster.node import NodeService
 from wazuhcluster.master.connection import MasterConnection
 from wazuhcluster.master.features import masterFeatures
 from wazuhcluster.master.keepalive import KeepAliveChecker
-from wazuhcluster import tls
+from wazuhcluster.node import NodeService
 
 
 class ConnectionLimiter(WrappingFactory):
@@ -110,7 +110,7 @@ class MasterService(NodeService):
         tlsFactory.noisy = False
         return ConnectionLimiter(
             tlsFactory,
-            self.items.master["max_connections_per_address"],
+            self.items.master.max_connections_per_address,
             self.log,
         )
 

@@ -128,7 +128,7 @@ class AgentGroupsReceiver:
             # agents this node's client.keys does not list yet.
             log.debug("Checksum comparison failed after a full synchronization.")
             return {"hash_matches": False}
-        limit = self.worker.items.worker["agent_groups_mismatch_limit"]
+        limit = self.worker.items.worker.agent_groups_mismatch_limit
         self.mismatches += 1
         log.debug("Checksum comparison failed ({count}/{limit}).",
                   count=self.mismatches, limit=limit)

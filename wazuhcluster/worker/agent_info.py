@@ -56,7 +56,7 @@ class AgentInfoSender:
         self._connection = connection
         self._loop = LoopingCall(self.syncOnce)
         self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker["sync_agent_info"], now=True)
+        self._loop.start(self.worker.items.worker.sync_agent_info, now=True)
 
     def stop(self):
         if self._loop is not None and self._loop.running:
@@ -96,7 +96,7 @@ class AgentInfoSender:
             self.log.info("No synchronization required, skipping.")
             return 0
         self.log.info("Starting.")
-        timeout = self.worker.items.master["timeout_agent_info"]
+        timeout = self.worker.items.master.timeout_agent_info
         counts = {"chunks": 0, "updated": 0, "unknown": 0, "marks": []}
         window = []
         pending = None

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_worker -*-
+# -*- test-case-name: tests.test_hello,tests.test_keepalive -*-
 """
 The worker node: keeps one permanent, mutually authenticated TLS connection
 to the master (C{ClientService} with back-off), says hello on it, and runs
@@ -16,14 +16,13 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from wazuhcluster import PROTOCOL_VERSION, __version__
+from wazuhcluster import PROTOCOL_VERSION, __version__, tls
 from wazuhcluster.commands import Hello
 from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.node import FeatureResponders, NodeService
 from wazuhcluster.worker.features import workerFeatures
 from wazuhcluster.worker.keepalive import KeepAliveSender
-from wazuhcluster import tls
 
 #: Longest wait between two connection attempts, whatever the back-off.
 MAX_RETRY_DELAY = 60.0
@@ -154,7 +153,7 @@ class WorkerService(NodeService):
         each failed attempt up to a minute, plus up to 10% jitter so that
         workers do not all knock at once after a master restart.
         """
-        base = self.items.worker["connection_retry"]
+        base = self.items.worker.connection_retry
         delay = min(base * 1.5 ** max(attempt - 1, 0), max(base, MAX_RETRY_DELAY))
         delay += delay * 0.1 * self.jitter()
         problem, self._lastProblem = self._lastProblem, None
@@ -184,7 +183,7 @@ class WorkerService(NodeService):
         that runs, e.g. a refused TLS handshake, breaks C{ClientService}'s
         state machine.)
         """
-        timeout = self.items.communication["timeout_cluster_request"]
+        timeout = self.items.communication.timeout_cluster_request
         d = connection.handshake
         d.addCallback(lambda _: self._sendHello(connection))
         d.addTimeout(timeout, self.clock)

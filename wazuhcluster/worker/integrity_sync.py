@@ -85,7 +85,7 @@ class IntegrityWorker(MultiService):
         self.local = LocalIntegrity(
             worker.home.root,
             worker.items.fileset,
-            worker.items.worker["sync_integrity"],
+            worker.items.worker.sync_integrity,
             worker.log.withSubtag("Local integrity"),
             worker.clock,
             runInThread=worker.runInThread,
@@ -114,7 +114,7 @@ class IntegrityWorker(MultiService):
         self.connection = connection
         self._loop = LoopingCall(self.check)
         self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker["sync_integrity"], now=True)
+        self._loop.start(self.worker.items.worker.sync_integrity, now=True)
 
     def stop(self):
         self.connection = None

@@ -36,7 +36,7 @@ class KeepAliveSender:
         self._connection = connection
         self._loop = LoopingCall(self.send)
         self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker["keep_alive"], now=False)
+        self._loop.start(self.worker.items.worker.keep_alive, now=False)
 
     def stop(self):
         """
@@ -52,7 +52,7 @@ class KeepAliveSender:
         Send one keep-alive and account for its outcome; never fails.
         """
         connection = self._connection
-        timeout = self.worker.items.communication["timeout_cluster_request"]
+        timeout = self.worker.items.communication.timeout_cluster_request
         d = connection.callRemote(KeepAlive)
         d.addTimeout(timeout, self.worker.clock)
         d.addCallbacks(self._succeeded, self._failed, errbackArgs=(connection,))
@@ -69,7 +69,7 @@ class KeepAliveSender:
         else:
             error = failure.getErrorMessage()
         self.log.error("Error sending keep alive: {error}", error=error)
-        limit = self.worker.items.worker["max_failed_keepalive_attempts"]
+        limit = self.worker.items.worker.max_failed_keepalive_attempts
         if self.failures >= limit and connection is self._connection:
             self.log.error("Maximum number of failed keep alives reached. Disconnecting.")
             self.stop()
