@@ -16,6 +16,7 @@ from twisted.test import iosim
 from zope.interface import implementer
 
 from tests.certs import makeAuthority, makeNodeSsl
+from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.home import NodeHome
 from wazuhcluster.master.server import MasterFactory, MasterService
@@ -162,10 +163,11 @@ class InMemoryCluster:
         self.clock = Clock()
         self.intervals = intervals or {}
         self.masterHome = self.makeHome("master", hosts=(MASTER_HOST,))
+        self.masterStore = self.blockingStore(self.masterHome, "master")
         self.master = MasterService(
             self.masterHome, makeConfig("master", "master"), self.itemsFor(self.masterHome),
             loadNodeIdentity(self.masterHome.sslDir), reactor=self.clock, clock=self.clock,
-            runInThread=runInline, watchFiles=False,
+            runInThread=runInline, watchFiles=False, store=self.masterStore,
         )
         self.network = Network(
             self.clock, MasterFactory(self.master),
@@ -188,6 +190,16 @@ class InMemoryCluster:
             Factory.forProtocol(lambda: protocol), clock=self.clock))
         self.network.flush()
         return self.network.links[-1]
+
+    def blockingStore(self, home, name):
+        """
+        The node's agent database opened for synchronous use: on a Clock
+        there are no threads, so every store call has fired when it returns.
+        Closed when the test ends.
+        """
+        store = AgentDatabase.openBlocking(home.globalDb, managerName=name)
+        self.testCase.addCleanup(store.close)
+        return store
 
     def makeHome(self, name, hosts=(), caDir=None):
         home = NodeHome(self.tmp.child(name))
@@ -213,7 +225,8 @@ class InMemoryCluster:
         endpoint = InMemoryEndpoint(self.network, workerConnectionCreator(identity, masterHost))
         worker = WorkerService(home, config, self.itemsFor(home), identity,
                                reactor=self.clock, clock=self.clock, endpoint=endpoint,
-                               jitter=lambda: 0.0, runInThread=runInline, watchFiles=False)
+                               jitter=lambda: 0.0, runInThread=runInline,
+                               store=self.blockingStore(home, name), durable=False)
         self.workers[name] = worker
         self.endpoints[name] = endpoint
         if start:

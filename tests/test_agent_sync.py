@@ -5,9 +5,9 @@ flowing from workers to the master, agent-group assignments flowing from the
 master's cache to every worker, and the health and control answers they
 fill.
 
-The in-memory cluster runs on a L{Clock}, so the agent features use the
-blocking agent database (see L{wazuhcluster.agentsync.openAgentDatabase}):
-every database L{Deferred} has fired when returned.
+The in-memory cluster runs on a L{Clock}, so every node is given a blocking
+agent store (L{tests.cluster.InMemoryCluster.blockingStore}): every store
+L{Deferred} has fired when returned.
 """
 
 import json
@@ -39,12 +39,8 @@ from wazuhcluster.commands import (
 )
 from wazuhcluster.control import ControlServer
 from wazuhcluster.home import NodeHome
-from wazuhcluster.master import server as master_server
-from wazuhcluster.master.agents import makeMasterAgents
 from wazuhcluster.master.local_agent_groups import GroupCache
 from wazuhcluster.worker import agent_info as worker_agent_info
-from wazuhcluster.worker import client as worker_client
-from wazuhcluster.worker.agents import makeWorkerAgents
 
 INTERVALS = {
     "worker": {"sync_agent_info": 10, "agent_groups_mismatch_limit": 3,
@@ -68,11 +64,10 @@ class AgentSyncTestsMixin:
     """
 
     def setUp(self):
+        # client.keys is given to every node here (integrity, on long
+        # periods, never announces a change: the end-to-end tests cover
+        # integrity sync with it).
         self.logs = LogCapture(self)
-        # Only the agent features: client.keys is given to every node here,
-        # not synced (the end-to-end tests cover integrity sync with it).
-        self.patch(master_server, "masterFeatures", lambda: [makeMasterAgents])
-        self.patch(worker_client, "workerFeatures", lambda: [makeWorkerAgents])
 
     def assertNoDelayedCalls(self):
         """
@@ -100,6 +95,8 @@ class AgentSyncTestsMixin:
         self.cluster = InMemoryCluster(self, intervals=INTERVALS)
         self.entries = keys(agents)
         writeClientKeys(self.cluster.masterHome.clientKeys, self.entries)
+        # The master's snapshot holds the client.keys every worker gets.
+        self.cluster.master.integrity.local.rescanNow()
         self.masterAgents = self.cluster.master.agents
         self.result(self.masterAgents.reconcileClientKeys())
         for agentId, names in (groups or {}).items():
@@ -120,10 +117,16 @@ class AgentSyncTestsMixin:
 
     @property
     def masterDb(self):
-        return self.masterAgents.slot.database
+        return self.cluster.masterStore
 
     def workerDb(self, name):
-        return self.cluster.workers[name].agents.slot.database
+        return self.cluster.workers[name].agentStore.store
+
+    def session(self, name, feature):
+        """
+        The master's session of C{feature} on worker C{name}'s connection.
+        """
+        return self.cluster.master.registry.session(name, feature)
 
     def result(self, d):
         return self.successResultOf(d)
@@ -139,15 +142,17 @@ class AgentSyncTestsMixin:
         Record every agent-groups chunk worker C{name} receives:
         C{(rows, version, hash, full, final)}.
         """
-        receiver = self.cluster.workers[name].agents.receiver
-        original = receiver.received
+        connection = self.cluster.master.workers[name]
+        original = connection.callRemote
         seen = []
 
-        def received(connection, data, version, hash, full, final):
-            seen.append((decodeAgentGroups(data), version, hash, full, final))
-            return original(connection, data, version, hash, full, final)
+        def callRemote(command, **arguments):
+            if command is SendAgentGroups:
+                seen.append((decodeAgentGroups(arguments["data"]), arguments["version"],
+                             arguments["hash"], arguments["full"], arguments["final"]))
+            return original(command, **arguments)
 
-        receiver.received = received
+        connection.callRemote = callRemote
         return seen
 
 
@@ -192,8 +197,7 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.advance(10)
         self.assertTrue(self.logs.contains(
             "INFO: [Worker worker1] [Agent-info sync] No synchronization required, skipping."))
-        status = self.cluster.master.workers["worker1"].status
-        self.assertIsNone(status.agent_info.start)
+        self.assertIsNone(self.session("worker1", "agent-info").times.start)
 
     def test_statusChangeTravels(self):
         """
@@ -218,7 +222,7 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         """
         self.startCluster(workers=("worker1",))
         db = self.workerDb("worker1")
-        sender = self.cluster.workers["worker1"].agents.sender
+        sender = self.cluster.workers["worker1"].agentInfo.current
         self.result(db.reportAgent("001", os={"os_name": "Debian"}, nodeName="worker1"))
         d = sender.syncOnce()
         self.assertNoResult(d)
@@ -281,8 +285,7 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertEqual([final for _, final in sizes], [False] * (len(sizes) - 1) + [True])
         self.assertEqual(self.result(db.agentInfoToSync()), [])
         self.assertEqual(self.result(self.masterDb.countActiveAgents("worker1")), 450)
-        status = self.cluster.master.workers["worker1"].status
-        self.assertEqual(status.agent_info.chunks, len(sizes))
+        self.assertEqual(self.session("worker1", "agent-info").times.chunks, len(sizes))
 
     def test_malformedChunkAbortedConnectionStays(self):
         """
@@ -294,24 +297,27 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.startCluster(workers=("worker1",))
         connection = self.cluster.workers["worker1"].connection
         masterSide = self.cluster.master.workers["worker1"]
-        bad = [b"{not json", b'{"id": "001"}', b'[{"id": "001", "connection_status": "bogus"}]',
-               b'[{"id": "001", "connection_status": "active", "os_name": 5}]',
-               b'[{"id": "000", "connection_status": "active"}]',
-               b'[{"id": "001", "connection_status": "active", "sql": "x"}]',
-               b'[{"id": "001", "connection_status": "active", "labels": {"a": 1}}]']
+        session = self.session("worker1", "agent-info")
+        bad = [b"{not json\n", b'{"id": "001"}', b'{"id": "001"}\n',
+               b'{"id": "001", "connection_status": "bogus"}\n',
+               b'{"id": "001", "connection_status": "active", "os_name": 5}\n',
+               b'{"id": "000", "connection_status": "active"}\n',
+               b'{"id": "001", "connection_status": "active", "sql": "x"}\n',
+               b'{"id": "001", "connection_status": "active", "labels": {"a": 1}}\n',
+               b"[" * 5000 + b"]" * 5000 + b"\n"]
         for data in bad:
             outcome = self.call(connection, SendAgentInfo, data=data, final=True)
             self.assertTrue(outcome.check(SyncAborted), outcome)
-            self.assertTrue(masterSide.status.sync_agent_info_free)
+            self.assertTrue(session.free)
         self.assertIs(self.cluster.master.workers["worker1"], masterSide)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Agent-info sync] malformed agent-info chunk"))
         self.assertIsNone(self.result(self.masterDb.getAgent("001"))["node_name"])
-        self.assertIsNone(masterSide.status.agent_info.end)
+        self.assertIsNone(session.times.end)
         outcome = self.call(connection, SendAgentInfo,
-                            data=b'[{"id": "001", "connection_status": "active"}]', final=True)
+                            data=b'{"id": "001", "connection_status": "active"}\n', final=True)
         self.assertEqual(outcome, {"updated": 1, "unknown": 0})
-        self.assertIsNotNone(masterSide.status.agent_info.end)
+        self.assertIsNotNone(session.times.end)
 
     def test_refusedChunkKeepsRoundOpen(self):
         """
@@ -321,12 +327,12 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         """
         self.startCluster(workers=("worker1",))
         connection = self.cluster.workers["worker1"].connection
-        status = self.cluster.master.workers["worker1"].status
+        session = self.session("worker1", "agent-info")
         outcomes = []
-        for data, final in [(b'[{"id": "001", "connection_status": "active"}]', False),
-                            (b"[oops", False),
-                            (b'[{"id": "002", "connection_status": "active"}]', False),
-                            (b"[]", True)]:
+        for data, final in [(b'{"id": "001", "connection_status": "active"}\n', False),
+                            (b"[oops\n", False),
+                            (b'{"id": "002", "connection_status": "active"}\n', False),
+                            (b"", True)]:
             connection.callRemote(SendAgentInfo, data=data, final=final).addBoth(
                 outcomes.append)
         self.cluster.network.flush()
@@ -334,7 +340,7 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertTrue(outcomes[1].check(SyncAborted))
         self.assertEqual(outcomes[2:],
                          [{"updated": 1, "unknown": 0}, {"updated": 0, "unknown": 0}])
-        self.assertTrue(status.sync_agent_info_free)
+        self.assertTrue(session.free)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Agent-info sync] Round ended with 1 refused chunks."))
         self.assertEqual(self.result(self.masterDb.getAgent("002"))["connection_status"],
@@ -369,12 +375,12 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
                     return fail(RuntimeError("disk full"))
                 return self.database.applyAgentInfo(nodeName, rows)
 
-        self.masterAgents.slot.database = FailingOnce(self.masterDb)
+        self.cluster.master.agentStore.store = FailingOnce(self.masterDb)
         self.advance(10)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Agent-info sync] Error synchronizing agent information: "
             "Error storing agent information: disk full"), self.logs.lines())
-        self.assertTrue(self.cluster.master.workers["worker1"].status.sync_agent_info_free)
+        self.assertTrue(self.session("worker1", "agent-info").free)
         self.assertEqual([row["id"] for row in self.result(db.agentInfoToSync())], ["002"])
         self.advance(10)
         self.assertEqual(self.result(db.agentInfoToSync()), [])
@@ -387,14 +393,14 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
         """
         self.startCluster(workers=("worker1",))
         connection = self.cluster.workers["worker1"].connection
-        status = self.cluster.master.workers["worker1"].status
-        row = b'[{"id": "001", "connection_status": "active"}]'
+        session = self.session("worker1", "agent-info")
+        row = b'{"id": "001", "connection_status": "active"}\n'
         self.assertEqual(self.call(connection, SendAgentInfo, data=row, final=False),
                          {"updated": 1, "unknown": 0})
-        self.assertFalse(status.sync_agent_info_free)
-        self.call(connection, SendAgentInfo, data=b"[]", final=True)
-        self.assertTrue(status.sync_agent_info_free)
-        self.assertEqual(status.agent_info.chunks, 1)
+        self.assertFalse(session.free)
+        self.call(connection, SendAgentInfo, data=b"", final=True)
+        self.assertTrue(session.free)
+        self.assertEqual(session.times.chunks, 1)
 
 
 class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
@@ -411,9 +417,9 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertTrue(self.logs.contains(
             "INFO: [Master] [Local agent-groups] Sleeping 5s before starting the "
             "agent-groups task, waiting for the workers connection."))
-        self.assertFalse(self.masterAgents.localGroups.cache.loaded)
+        self.assertFalse(self.cluster.master.groups.cache.loaded)
         self.advance(5)
-        self.assertTrue(self.masterAgents.localGroups.cache.loaded)
+        self.assertTrue(self.cluster.master.groups.cache.loaded)
         self.assertTrue(self.logs.contains(
             "INFO: [Master] [Local agent-groups] Finished in 0.000s."))
 
@@ -458,8 +464,7 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         rows, version, hash, full, final = seen[1]
         self.assertEqual((rows, version, full, final), ([("004", ["g4"], 3)], 3, False, True))
         self.assertEqual(hash, self.result(self.workerDb("worker1").globalGroupHash()))
-        state = self.masterAgents.sender.workers["worker1"]
-        self.assertEqual(state.acked, 3)
+        self.assertEqual(self.session("worker1", "agent-groups").acked, 3)
 
         self.addWorker("worker3")
         seen3 = self.recordGroupBatches("worker3")
@@ -479,8 +484,8 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.startCluster()
         self.advance(5)
         self.result(self.masterDb.setAgentGroups("003", ["web", "db"]))
-        answer = self.result(self.cluster.master.control.answer("refresh_agent_groups", "{}"))
-        self.assertEqual(json.loads(answer), {"refreshed": True})
+        answer = self.result(self.cluster.master.control.answer("refresh_agent_groups", {}))
+        self.assertEqual(answer, {"refreshed": True})
         self.cluster.network.flush()
         for name in ("worker1", "worker2"):
             self.assertEqual(self.groupsOn(self.workerDb(name), "003"), ["web", "db"])
@@ -495,16 +500,15 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         most L{MAX_CHUNK} bytes and is applied whole.
         """
         self.startCluster(agents=6000, workers=())
-        self.result(self.masterAgents.refreshGroups())
+        self.result(self.cluster.master.groups.refresh())
         for n in range(1, 6001):
             self.result(self.masterDb.setAgentGroups(formatAgentId(n), ["default", f"g{n % 7}"]))
-        self.result(self.masterAgents.refreshGroups())
+        self.result(self.cluster.master.groups.refresh())
         self.addWorker("worker1")
         self.cluster.network.flush()
-        self.assertGreater(self.masterAgents.sender.workers["worker1"].connection
-                           .status.agent_groups_full.chunks, 1)
+        self.assertGreater(self.session("worker1", "agent-groups").fullTimes.chunks, 1)
         self.assertEqual(self.result(self.workerDb("worker1").globalGroupHash()),
-                         self.masterAgents.localGroups.cache.hash)
+                         self.cluster.master.groups.cache.hash)
         self.assertEqual(self.groupsOn(self.workerDb("worker1"), "5999"),
                          ["default", f"g{5999 % 7}"])
 
@@ -536,7 +540,8 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertEqual(self.groupsOn(worker, "001"), ["g1"])
         self.assertEqual(self.result(worker.globalGroupHash()),
                          self.result(self.masterDb.globalGroupHash()))
-        self.assertEqual(self.cluster.workers["worker1"].agents.receiver.mismatches, 0)
+        self.assertEqual(
+            self.cluster.workers["worker1"].feature("agent-groups").current.mismatches, 0)
         self.assertFalse(self.logs.contains(
             "[Worker worker2] [Agent-groups recv] Sent request"))
 
@@ -550,7 +555,7 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.advance(5)
         self.result(self.masterDb.removeAgent("002"))
         self.advance(10)
-        cache = self.masterAgents.localGroups.cache
+        cache = self.cluster.master.groups.cache
         self.assertIsNone(cache.groupsOf("002"))
         self.assertEqual(cache.hash, self.result(self.masterDb.globalGroupHash()))
 
@@ -582,8 +587,9 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         """
         self.startCluster(workers=("worker1",))
         connection = self.cluster.master.workers["worker1"]
-        for data in [b"nope", b'[["001", "g1", 1]]', b'[["001", ["g1"], -1]]',
-                     b'[["000", ["g1"], 1]]', b'[["001", ["bad/name"], 1]]']:
+        for data in [b"nope\n", b'["001", "g1", 1]\n', b'["001", ["g1"], -1]\n',
+                     b'["000", ["g1"], 1]\n', b'["001", ["bad/name"], 1]\n',
+                     b'["001", ["g1"], 1]']:
             outcome = self.call(connection, SendAgentGroups, data=data, version=1, hash=None,
                                 full=False, final=True)
             self.assertTrue(outcome.check(SyncAborted), outcome)
@@ -597,8 +603,7 @@ class HealthAndControlTests(AgentSyncTestsMixin, SynchronousTestCase):
     """
 
     def control(self, request, arguments=None):
-        d = self.cluster.master.control.answer(request, json.dumps(arguments or {}))
-        return json.loads(self.result(d))
+        return self.result(self.cluster.master.control.answer(request, arguments or {}))
 
     def test_healthFieldsFilled(self):
         """
@@ -645,7 +650,7 @@ class HealthAndControlTests(AgentSyncTestsMixin, SynchronousTestCase):
             "get_agents", {"node_names": ["worker2"]})["agents"]], ["002"])
         self.assertEqual([a["id"] for a in self.control(
             "get_agents", {"statuses": ["active", "never_connected"]})["agents"]], ["001", "003"])
-        d = self.cluster.master.control.answer("get_agents", json.dumps({"statuses": ["zzz"]}))
+        d = self.cluster.master.control.answer("get_agents", {"statuses": ["zzz"]})
         self.assertIn("Invalid agent status", str(self.failureResultOf(d).value))
 
 
@@ -657,25 +662,27 @@ class WireTests(SynchronousTestCase):
     def test_packChunksRespectsLimit(self):
         """
         L{packChunks} never builds a chunk over the limit, keeps every item
-        in order, and each chunk is a JSON array of its items.
+        in order, and each chunk holds its items, one JSON record each.
         """
         items = [[formatAgentId(n), ["g" * (n % 50)], n] for n in range(1, 2000)]
         chunks = packChunks(((item, encodeItem(item)) for item in items), limit=1000)
         self.assertTrue(all(len(data) <= 1000 for _, data in chunks))
         self.assertEqual([i for part, _ in chunks for i in part], items)
         for part, data in chunks:
-            self.assertEqual(json.loads(data), part)
+            self.assertEqual([json.loads(r) for r in data.split(b"\n")[:-1]], part)
 
     def test_decodeRejects(self):
         """
         The decoders refuse documents off the format with
         L{MalformedChunk}, and accept well-formed ones.
         """
-        for data in [b"\xff", b"{}", b'[1]', b'[{"id": 1, "connection_status": "active"}]']:
+        for data in [b"\xff\n", b"{}\n", b'[1]\n', b'{"id": 1, "connection_status": "active"}\n',
+                     b'{"id": "001", "connection_status": "active"}', b"[" * 100 + b"\n"]:
             self.assertRaises(MalformedChunk, decodeAgentInfo, data)
-        for data in [b"[[1, [], 1]]", b'[["001", [], true]]', b'[["001", [1], 1]]', b"[[]]"]:
+        for data in [b"[1, [], 1]\n", b'["001", [], true]\n', b'["001", [1], 1]\n', b"[]\n",
+                     b'["001", [' + b'"g",' * 200 + b'"g"], 1]\n']:
             self.assertRaises(MalformedChunk, decodeAgentGroups, data)
-        self.assertEqual(decodeAgentGroups(b'[["7", ["a"], 3]]'), [("007", ["a"], 3)])
+        self.assertEqual(decodeAgentGroups(b'["7", ["a"], 3]\n'), [("007", ["a"], 3)])
 
     def test_decodeAgentInfo(self):
         """
@@ -684,19 +691,19 @@ class WireTests(SynchronousTestCase):
         the labels.
         """
         (row,) = decodeAgentInfo(
-            b'[{"id": "007", "connection_status": "active", "os_name": "Alma", '
-            b'"last_keepalive": 5, "labels": {"k": "v"}}]')
+            b'{"id": "007", "connection_status": "active", "os_name": "Alma", '
+            b'"last_keepalive": 5, "labels": {"k": "v"}}\n')
         self.assertIsInstance(row, AgentInfo)
         values = dict(zip(AGENT_INFO_FIELDS, row.values))
         self.assertEqual(
             (row.number, values["os_name"], values["last_keepalive"],
              values["connection_status"], values["os_arch"], row.labels),
             (7, "Alma", 5, "active", None, {"k": "v"}))
-        for bad in [b'[{"id": "007", "connection_status": "active", "x": 1}]',
-                    b'[{"id": "000", "connection_status": "active"}]',
-                    b'[{"id": "007", "connection_status": "active", "version": 1}]',
-                    b'[{"id": "007", "connection_status": "active", "status_code": -1}]',
-                    b'[{"id": "007", "connection_status": "active", "labels": {"": "v"}}]']:
+        for bad in [b'{"id": "007", "connection_status": "active", "x": 1}\n',
+                    b'{"id": "000", "connection_status": "active"}\n',
+                    b'{"id": "007", "connection_status": "active", "version": 1}\n',
+                    b'{"id": "007", "connection_status": "active", "status_code": -1}\n',
+                    b'{"id": "007", "connection_status": "active", "labels": {"": "v"}}\n']:
             self.assertRaises(MalformedChunk, decodeAgentInfo, bad)
 
     def test_cacheHashMatchesDatabase(self):
@@ -713,9 +720,8 @@ class WireTests(SynchronousTestCase):
         for n in range(1, 13, 2):
             self.successResultOf(db.setAgentGroups(formatAgentId(n), ["x", f"y{n}"]))
         self.successResultOf(db.setAgentGroups("001", ["z"]))
-        cache = GroupCache()
         rows, version = self.successResultOf(db.groupChangesSince(0))
-        cache.replace(rows, version)
+        cache = GroupCache.of(rows, version)
         self.assertEqual(cache.hash, self.successResultOf(db.globalGroupHash()))
         self.assertEqual([(r[0], r[2]) for r in cache.changesSince(5)],
                          [("011", 6), ("001", 7)])
@@ -750,11 +756,11 @@ class RefreshDaemonTests(TestCase):
         class Handler:
             def answer(self, request, arguments):
                 asked.append((request, arguments))
-                return json.dumps({"refreshed": True}).encode()
+                return {"refreshed": True}
 
         server = ControlServer(home.controlSocket, Handler(), reactor)
         server.startService()
         self.addCleanup(server.stopService)
         answered = yield deferToThread(refreshDaemonGroups, home)
         self.assertTrue(answered)
-        self.assertEqual(asked, [("refresh_agent_groups", "{}")])
+        self.assertEqual(asked, [("refresh_agent_groups", {})])

@@ -17,7 +17,7 @@ from wazuhcluster.cli import run
 from wazuhcluster.commands import MAX_CHUNK, ControlFailed
 from wazuhcluster.control import ControlProtocol, WorkerControlHandler
 from wazuhcluster.controlclient import formatHealth, formatNodes, formatTable
-from wazuhcluster.health import WorkerStatus, nodeInfo
+from wazuhcluster.health import defaultStatus, isoDate, nodeInfo
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.results import callControl
 
@@ -81,7 +81,7 @@ class RequestTests(SynchronousTestCase):
 
     def answer(self, handler, request, arguments=None):
         results = []
-        d = handler.answer(request, json.dumps(arguments or {}))
+        d = handler.answer(request, arguments or {})
         d.addBoth(results.append)
         self.cluster.network.flush()
         return results[0]
@@ -91,11 +91,11 @@ class RequestTests(SynchronousTestCase):
         C{get_nodes} lists the master then the workers, with
         C{-fn} filtering.
         """
-        nodes = json.loads(self.answer(self.cluster.master.control, "get_nodes"))["nodes"]
+        nodes = self.answer(self.cluster.master.control, "get_nodes")["nodes"]
         self.assertEqual([(n["name"], n["type"]) for n in nodes],
                          [("master", "master"), ("worker1", "worker"), ("worker2", "worker")])
-        filtered = json.loads(self.answer(self.cluster.master.control, "get_nodes",
-                                          {"node_names": ["worker2"]}))["nodes"]
+        filtered = self.answer(self.cluster.master.control, "get_nodes",
+                               {"node_names": ["worker2"]})["nodes"]
         self.assertEqual([n["name"] for n in filtered], ["worker2"])
 
     def test_health(self):
@@ -103,7 +103,7 @@ class RequestTests(SynchronousTestCase):
         C{get_health} has the connected count, the info block of every node
         and the status block with C{last_keep_alive} of every worker.
         """
-        health = json.loads(self.answer(self.cluster.master.control, "get_health"))
+        health = self.answer(self.cluster.master.control, "get_health")
         self.assertEqual(health["n_connected_nodes"], 2)
         self.assertEqual(sorted(health["nodes"]), ["master", "worker1", "worker2"])
         self.assertEqual(set(health["nodes"]["worker1"]["info"]),
@@ -115,7 +115,7 @@ class RequestTests(SynchronousTestCase):
         A worker answers by asking its master.
         """
         handler = WorkerControlHandler(self.worker)
-        nodes = json.loads(self.answer(handler, "get_nodes"))["nodes"]
+        nodes = self.answer(handler, "get_nodes")["nodes"]
         self.assertEqual(len(nodes), 3)
 
     def test_workerNotConnected(self):
@@ -126,9 +126,9 @@ class RequestTests(SynchronousTestCase):
         self.cluster.master.workers["worker1"].transport.loseConnection()
         self.cluster.network.flush()
         handler = WorkerControlHandler(self.worker)
-        self.assertRaises(ControlFailed, handler.answer, "get_nodes", "{}")
+        self.assertRaises(ControlFailed, handler.answer, "get_nodes", {})
         try:
-            handler.answer("get_nodes", "{}")
+            handler.answer("get_nodes", {})
         except ControlFailed as error:
             self.assertEqual(str(error), "Error 3023 - Worker node is not connected to master")
 
@@ -159,7 +159,7 @@ class OutputTests(SynchronousTestCase):
             "worker1  worker  0.1.0    10.0.0.2"])
 
     def health(self):
-        status = WorkerStatus(last_keep_alive=1764064800.0).toDict()
+        status = dict(defaultStatus(), last_keep_alive=isoDate(1764064800.0))
         return {"n_connected_nodes": 1, "nodes": {
             "master": {"info": nodeInfo("master", "master", "0.1.0", "10.0.0.1"), "status": {}},
             "worker1": {"info": nodeInfo("worker1", "worker", "0.1.0", "10.0.0.2", 3),

@@ -469,3 +469,120 @@ class CompareTests(SynchronousTestCase):
         self.assertEqual(result.shared, ("etc/client.keys",))
         self.assertEqual(result.extra, ("etc/lists/l",))
         self.assertFalse(result.inSync)
+
+
+class IncrementalDigestTests(SynchronousTestCase):
+    """
+    The digest is a multiset hash updated in O(changes), and scans say what
+    changed.
+    """
+
+    def setUp(self):
+        self.fileset = FILESET
+
+    def test_withChangesMatchesFullComputation(self):
+        """
+        Applying changes to a snapshot gives the digest a fresh computation
+        over the resulting files gives, whatever the order of the files.
+        """
+        from wazuhcluster.integrity import FileMeta, Snapshot
+
+        files = {f"etc/rules/r{i}.xml": FileMeta(md5(b"%d" % i), 0, 1, "etc/rules/")
+                 for i in range(50)}
+        before = Snapshot(files)
+        changes = {"etc/rules/r3.xml": None,
+                   "etc/rules/r4.xml": FileMeta(md5(b"new"), 0, 3, "etc/rules/"),
+                   "etc/rules/new.xml": FileMeta(md5(b"x"), 0, 1, "etc/rules/")}
+        after = before.withChanges(changes)
+        expected = dict(files)
+        del expected["etc/rules/r3.xml"]
+        expected["etc/rules/r4.xml"] = changes["etc/rules/r4.xml"]
+        expected["etc/rules/new.xml"] = changes["etc/rules/new.xml"]
+        self.assertEqual(after.digest, Snapshot(dict(reversed(list(expected.items())))).digest)
+        self.assertEqual(after.changesFrom(before), changes)
+        self.assertNotEqual(after.digest, before.digest)
+
+    def test_scanReportsChanges(self):
+        """
+        A rescan says which files were added, changed and removed, and its
+        incrementally computed digest equals a full computation's.
+        """
+        root = makeHome(self, {"etc/rules/a.xml": b"a", "etc/rules/b.xml": b"b",
+                               "etc/lists/c": b"c"})
+        ageFiles(root)
+        first = scanFiles(root, self.fileset)
+        self.assertEqual(sorted(first.changes), ["etc/lists/c", "etc/rules/a.xml",
+                                                 "etc/rules/b.xml"])
+        root.preauthChild("etc/rules/a.xml").setContent(b"A")
+        root.preauthChild("etc/rules/b.xml").remove()
+        root.preauthChild("etc/rules/d.xml").setContent(b"d")
+        second = scanFiles(root, self.fileset, first.snapshot)
+        self.assertEqual(sorted(second.changes), ["etc/rules/a.xml", "etc/rules/b.xml",
+                                                  "etc/rules/d.xml"])
+        self.assertIsNone(second.changes["etc/rules/b.xml"])
+        self.assertEqual(second.snapshot.digest, scanFiles(root, self.fileset).snapshot.digest)
+
+    def test_touchIsNoChange(self):
+        """
+        A file rehashed because its metadata changed, with the same
+        contents, is not a change.
+        """
+        root = makeHome(self, {"etc/rules/a.xml": b"a"})
+        ageFiles(root)
+        first = scanFiles(root, self.fileset)
+        os.utime(root.preauthChild("etc/rules/a.xml").path, (1, 1))
+        second = scanFiles(root, self.fileset, first.snapshot)
+        self.assertEqual(second.rehashed, 1)
+        self.assertEqual(second.changes, {})
+        self.assertEqual(second.snapshot.digest, first.snapshot.digest)
+
+    def test_undecodableNamesReported(self):
+        """
+        A file whose name is not UTF-8 is skipped and reported (like a
+        symlink), not silently ignored.
+        """
+        root = makeHome(self, {"etc/rules/ok.xml": b"ok"})
+        with open(os.path.join(root.path.encode(), b"etc/rules/bad\xff.xml"), "wb") as f:
+            f.write(b"x")
+        result = scanFiles(root, self.fileset)
+        self.assertEqual(list(result.snapshot.files), ["etc/rules/ok.xml"])
+        self.assertEqual(len(result.skippedNames), 1)
+        self.assertIn("bad", result.skippedNames[0])
+
+
+class DeltaTests(SynchronousTestCase):
+    """
+    Deltas travel as records (with removals) and compare in O(changes).
+    """
+
+    def test_roundTripWithRemovals(self):
+        """
+        A delta with removed files encodes and decodes back; a manifest
+        decoder without deletions refuses the removal records.
+        """
+        from wazuhcluster.integrity import (
+            MalformedManifest,
+            decodeManifest,
+            encodeManifest,
+        )
+
+        delta = {"etc/rules/a.xml": (md5(b"a"), 1), "etc/rules/gone.xml": None}
+        chunks = encodeManifest(delta)
+        self.assertEqual(decodeManifest(chunks, FILESET, deletions=True), delta)
+        self.assertRaises(MalformedManifest, decodeManifest, chunks, FILESET)
+
+    def test_compareDelta(self):
+        """
+        Against the worker's files, a delta says what to create, update and
+        delete; entries the worker already matches need nothing.
+        """
+        from wazuhcluster.integrity import compareDelta
+
+        worker = {"etc/rules/a.xml": ("1" * 32, 1), "etc/rules/b.xml": ("2" * 32, 1),
+                  "etc/rules/c.xml": ("3" * 32, 1)}
+        delta = {"etc/rules/a.xml": ("1" * 32, 1), "etc/rules/b.xml": ("9" * 32, 1),
+                 "etc/rules/c.xml": None, "etc/rules/d.xml": ("4" * 32, 1),
+                 "etc/rules/e.xml": None}
+        comparison = compareDelta(delta, worker)
+        self.assertEqual((comparison.missing, comparison.shared, comparison.extra),
+                         (("etc/rules/d.xml",), ("etc/rules/b.xml",), ("etc/rules/c.xml",)))

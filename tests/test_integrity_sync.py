@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.cluster import InMemoryCluster
 from tests.test_hello import LogCapture
 from wazuhcluster.commands import MAX_CHUNK
+from wazuhcluster.worker import integrity_sync as worker_integrity
 
 INTERVALS = {
     "worker": {"sync_integrity": 9, "keep_alive": 60},
@@ -67,7 +68,7 @@ class IntegritySyncTests(SynchronousTestCase):
         self.cluster = InMemoryCluster(self, intervals=INTERVALS)
         for relpath, data in MASTER_FILES.items():
             write(self.cluster.masterHome, relpath, data)
-        self.integrity = self.cluster.master.features[0]
+        self.integrity = self.cluster.master.integrity
         self.integrity.local.rescanNow()
         self.cluster.network.flush()
 
@@ -174,7 +175,7 @@ class IntegritySyncTests(SynchronousTestCase):
         The master fills the integrity fields of the worker's health.
         """
         worker, = self.startWorkers("worker1")
-        status = self.cluster.master.workers["worker1"].status.toDict()
+        status = self.cluster.master.registry.health("worker1")
         self.assertTrue(status["integrity_in_sync"])
         self.assertTrue(status["sync_integrity_free"])
         self.assertNotEqual(status["last_check_integrity"]["date_end_master"], "n/a")
@@ -183,7 +184,7 @@ class IntegritySyncTests(SynchronousTestCase):
                          {"missing": 9, "shared": 0, "extra": 0})
         write(self.cluster.masterHome, "etc/rules/more.xml", b"<more/>")
         self.integrity.local.rescanNow()
-        self.assertFalse(self.cluster.master.workers["worker1"].status.integrity_in_sync)
+        self.assertFalse(self.cluster.master.registry.health("worker1")["integrity_in_sync"])
 
     def test_connectionDroppedMidTransfer(self):
         """
@@ -196,17 +197,16 @@ class IntegritySyncTests(SynchronousTestCase):
         old = {path: data for path, (data, _) in syncedFiles(worker.home).items()}
         write(home, "etc/lists/huge", os.urandom(40 * MAX_CHUNK))
         write(home, "etc/rules/local_rules.xml", b"<group name='v2'/>\n")
-        integrity = worker.features[0]
         received = []
-        realReceive = integrity.receive
+        realFeed = worker_integrity._feedAll
 
-        def receiveThenDrop(session, data):
-            received.append(len(data))
+        def feedThenDrop(receiver, pieces):
+            received.append(len(pieces))
             if len(received) == 3:
                 worker.connection.transport.abortConnection()
-            return realReceive(session, data)
+            return realFeed(receiver, pieces)
 
-        self.patch(integrity, "receive", receiveThenDrop)
+        self.patch(worker_integrity, "_feedAll", feedThenDrop)
         self.masterChanged(seconds=0.5)
         self.assertGreaterEqual(len(received), 3)
         new = {path: data for path, (data, _) in syncedFiles(self.cluster.masterHome).items()}
@@ -215,15 +215,16 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertFalse(worker.home.child("etc/lists/huge").exists())
         staging = worker.home.staging("master")
         self.assertEqual(staging.children() if staging.exists() else [], [])
-        self.patch(integrity, "receive", realReceive)
+        self.patch(worker_integrity, "_feedAll", realFeed)
         self.cluster.network.advance(20)
         self.assertIdentical(worker)
 
     def test_fileChangedDuringSend(self):
         """
-        A master file that changes between the scan and the send makes the
-        worker refuse it (size/MD5 mismatch): nothing is applied, and the
-        next round (after the master's rescan) converges.
+        A master file that changes between the scan and the send reaches the
+        worker as it was read (its MD5 computed while sending, a consistent
+        version), the round succeeds, and the next one (after the master's
+        rescan) converges.
         """
         worker, = self.startWorkers("worker1")
         home = self.cluster.masterHome
@@ -231,13 +232,83 @@ class IntegritySyncTests(SynchronousTestCase):
         self.integrity.local.rescanNow()
         # Same size, other bytes, and the master has not rescanned yet.
         write(home, "etc/rules/local_rules.xml", b"<group name='v3'/>\n")
-        before = worker.home.child("etc/rules/local_rules.xml").getContent()
-        worker.features[0].check()
+        worker.integrity.check()
         self.cluster.network.flush()
-        self.assertEqual(worker.home.child("etc/rules/local_rules.xml").getContent(), before)
-        self.assertTrue(self.logs.contains("Error synchronizing integrity"), self.logs.lines())
+        self.assertEqual(worker.home.child("etc/rules/local_rules.xml").getContent(),
+                         b"<group name='v3'/>\n")
+        self.assertFalse(self.logs.contains("Error synchronizing integrity"), self.logs.lines())
         self.masterChanged(seconds=10)
         self.assertIdentical(worker)
+
+    def test_directoryBecomesFileAndBack(self):
+        """
+        A directory on the master replaced by a file of the same name (and
+        back) under etc/lists, etc/rules and etc/decoders reaches every
+        worker: nothing wedges, the other files keep flowing.
+        """
+        worker, = self.startWorkers("worker1")
+        home = self.cluster.masterHome
+        for item in ("etc/lists", "etc/rules", "etc/decoders"):
+            write(home, f"{item}/thing/one", b"one")
+            write(home, f"{item}/thing/two/three", b"three")
+        self.masterChanged()
+        self.assertIdentical(worker)
+        for item in ("etc/lists", "etc/rules", "etc/decoders"):
+            home.child(f"{item}/thing").remove()
+            write(home, f"{item}/thing", b"now a file")
+        write(home, "etc/rules/local_rules.xml", b"<group name='meanwhile'/>\n")
+        self.masterChanged()
+        self.assertIdentical(worker)
+        for item in ("etc/lists", "etc/rules", "etc/decoders"):
+            home.child(f"{item}/thing").remove()
+            write(home, f"{item}/thing/again", b"a directory again")
+        self.masterChanged()
+        self.assertIdentical(worker)
+        self.assertFalse(self.logs.contains("Could not apply"), self.logs.lines())
+
+    def test_oneFileCannotBlockTheOthers(self):
+        """
+        A file the worker cannot place (here a symlinked directory on the
+        worker) is reported and retried; every other change arrives.
+        """
+        worker, = self.startWorkers("worker1")
+        outside = self.cluster.tmp.child("outside")
+        outside.makedirs()
+        os.symlink(outside.path, worker.home.child("etc/shared/web").path + "-link")
+        worker.home.child("etc/shared/web").remove()
+        os.rename(worker.home.child("etc/shared/web").path + "-link",
+                  worker.home.child("etc/shared/web").path)
+        write(self.cluster.masterHome, "etc/rules/new.xml", b"<new/>")
+        # The worker's safety-net scan finds its group files gone (a link is
+        # never followed) and asks for them again.
+        self.masterChanged(seconds=10)
+        self.assertEqual(worker.home.child("etc/rules/new.xml").getContent(), b"<new/>")
+        self.assertEqual(outside.listdir(), [])
+        self.assertTrue(self.logs.contains("Could not apply etc/shared/web/"), self.logs.lines())
+
+    def test_deltaIsSmall(self):
+        """
+        A worker in sync that misses one change receives only that change:
+        the delta holds one record, not the manifest.
+        """
+        worker, = self.startWorkers("worker1")
+        for index in range(300):
+            write(self.cluster.masterHome, f"etc/shared/many/f{index}.conf", b"%d" % index)
+        self.masterChanged()
+        self.assertIdentical(worker)
+        answers = []
+        session = self.cluster.master.registry.session("worker1", "integrity")
+        real = session._open
+
+        def recordOpen(snapshot, answer, started):
+            answers.append(answer)
+            return real(snapshot, answer, started)
+
+        self.patch(session, "_open", recordOpen)
+        write(self.cluster.masterHome, "etc/shared/many/f7.conf", b"changed")
+        self.masterChanged()
+        self.assertIdentical(worker)
+        self.assertEqual([(a.full, a.entries) for a in answers], [(False, 1)])
 
 
 class SlowDiskTests(SynchronousTestCase):
@@ -265,21 +336,21 @@ class SlowDiskTests(SynchronousTestCase):
         })
         write(cluster.masterHome, "etc/lists/big-a", os.urandom(25 * MAX_CHUNK))
         write(cluster.masterHome, "etc/lists/big-b", os.urandom(25 * MAX_CHUNK))
-        cluster.master.features[0].local.rescanNow()
+        cluster.master.integrity.local.rescanNow()
         workers = [cluster.addWorker(name, start=False) for name in ("worker1", "worker2")]
+        disks = {}
+        realFeed = worker_integrity._feedAll
+
+        def slowFeed(receiver, pieces):
+            # One chunk at a time, 0.2 s per 60 kB, like a slow disk.
+            realFeed(receiver, pieces)
+            disk = disks.setdefault(id(receiver.staged.root), {"free": 0.0})
+            now = cluster.clock.seconds()
+            disk["free"] = max(now, disk["free"]) + 0.2 * len(pieces)
+            return deferLater(cluster.clock, disk["free"] - now, lambda: None)
+
+        self.patch(worker_integrity, "_feedAll", slowFeed)
         for worker in workers:
-            integrity = worker.features[0]
-            real = integrity.receive
-            disk = {"free": 0.0}
-
-            def slowReceive(session, data, real=real, disk=disk):
-                # One chunk at a time, 0.2 s each, like a slow disk.
-                real(session, data)
-                now = cluster.clock.seconds()
-                disk["free"] = max(now, disk["free"]) + 0.2
-                return deferLater(cluster.clock, disk["free"] - now, lambda: {})
-
-            self.patch(integrity, "receive", slowReceive)
             worker.startService()
         cluster.network.advance(4, step=0.1)
         # Mid-transfer: nothing arrived yet, everybody still connected.
@@ -289,7 +360,7 @@ class SlowDiskTests(SynchronousTestCase):
         for worker in workers:
             self.assertEqual(worker.home.child("etc/lists/big-a").getContent(),
                              cluster.masterHome.child("etc/lists/big-a").getContent())
-            self.assertEqual(worker.keepAlive.failures, 0)
+            self.assertEqual(worker.feature("keepalive").current.failures, 0)
         lines = logs.lines()
         self.assertFalse(any("Error sending keep alive" in line for line in lines), lines)
         self.assertFalse(any("No keep alives have been received" in line for line in lines))

@@ -36,6 +36,18 @@ class KeepAliveTests(SynchronousTestCase):
         self.worker = self.cluster.addWorker("worker1")
         self.connection = self.cluster.master.workers["worker1"]
 
+    def lastKeepAlive(self):
+        """
+        When the master last heard worker1's keep-alive.
+        """
+        return self.cluster.master.registry.session("worker1", "keepalive").last
+
+    def failures(self):
+        """
+        The worker's consecutive failed keep-alives on its current connection.
+        """
+        return self.worker.feature("keepalive").current.failures
+
     def test_healthyConnectionStays(self):
         """
         Keep-alives every C{worker.keep_alive} seconds are answered, logged
@@ -44,10 +56,12 @@ class KeepAliveTests(SynchronousTestCase):
         self.startCluster()
         self.cluster.network.advance(60)
         self.assertIs(self.cluster.master.workers["worker1"], self.connection)
-        self.assertEqual(self.connection.status.last_keep_alive, 60)
+        self.assertEqual(self.lastKeepAlive(), 60)
+        self.assertEqual(self.cluster.master.registry.health("worker1")["last_keep_alive"],
+                         "1970-01-01T00:01:00.000000Z")
         self.assertTrue(self.logs.contains(
             "INFO: [Worker worker1] [Keep Alive] Successful response from master: keepalive"))
-        self.assertEqual(self.worker.keepAlive.failures, 0)
+        self.assertEqual(self.failures(), 0)
 
     def test_masterDropsSilentWorker(self):
         """
@@ -57,7 +71,7 @@ class KeepAliveTests(SynchronousTestCase):
         """
         self.startCluster(worker={"max_failed_keepalive_attempts": 100})
         self.cluster.network.advance(5)
-        self.assertEqual(self.connection.status.last_keep_alive, 5)
+        self.assertEqual(self.lastKeepAlive(), 5)
         self.cluster.network.links[0].partitioned = True
         self.cluster.network.advance(14)
         self.assertIn("worker1", self.cluster.master.workers)
@@ -77,7 +91,7 @@ class KeepAliveTests(SynchronousTestCase):
         self.startCluster(master={"max_allowed_time_without_keepalive": 100})
         self.cluster.network.links[0].partitioned = True
         self.cluster.network.advance(8)
-        self.assertEqual(self.worker.keepAlive.failures, 1)
+        self.assertEqual(self.failures(), 1)
         self.assertTrue(self.logs.contains(
             "ERROR: [Worker worker1] [Keep Alive] Error sending keep alive: Error 3020 - "
             "Timeout sending request: keepalive"))
@@ -85,8 +99,11 @@ class KeepAliveTests(SynchronousTestCase):
         self.cluster.network.advance(5)
         self.assertTrue(self.logs.contains(
             "Maximum number of failed keep alives reached. Disconnecting."))
-        # The old link is half-open: the master still has the old connection
-        # until the worker's new hello replaces it.
+        # The old link is half-open: the master still has the old connection;
+        # the worker's new hello makes it ping the old one, which does not
+        # answer within the duplicate check's timeout: it is replaced.
+        self.cluster.network.advance(1)
+        self.assertIs(self.cluster.master.workers["worker1"], self.connection)
         self.cluster.network.advance(3)
         self.assertIsNot(self.worker.connection, None)
         self.assertIsNot(self.cluster.master.workers["worker1"], self.connection)
@@ -125,13 +142,37 @@ class ReconnectTests(SynchronousTestCase):
 
     def test_backoffGrows(self):
         """
-        The retry delay starts at C{worker.connection_retry}, grows with each
-        failed attempt and is capped at a minute.
+        The retry delay starts at about a second (a restarted master is
+        usually back in seconds), grows with each failed attempt (Twisted's
+        C{backoffPolicy}) and never exceeds C{worker.connection_retry}, jitter
+        included.
         """
-        cluster = InMemoryCluster(self, intervals=INTERVALS)
+        intervals = {section: dict(values) for section, values in INTERVALS.items()}
+        intervals["worker"]["connection_retry"] = 10
+        cluster = InMemoryCluster(self, intervals=intervals)
         worker = cluster.addWorker("worker1", start=False)
-        delays = [worker.retryDelay(attempt) for attempt in range(1, 12)]
-        self.assertEqual(delays[0], 2)
-        self.assertEqual(delays[1], 3)
+        delays = [worker.retryDelay(attempt) for attempt in range(0, 12)]
+        self.assertEqual(delays[0], 1)
+        self.assertEqual(delays[1], 1.5)
         self.assertEqual(delays, sorted(delays))
-        self.assertEqual(delays[-1], 60)
+        self.assertEqual(delays[-1], 10)
+        worker.jitter = lambda: 0.999
+        jittered = [worker.retryDelay(attempt) for attempt in range(0, 12)]
+        self.assertGreater(jittered[0], delays[0])
+        self.assertLessEqual(max(jittered), 10)
+
+    def test_backAfterRestartWithinSeconds(self):
+        """
+        A master that is back two seconds after it went away has its worker
+        back within a few seconds, not after C{connection_retry}.
+        """
+        intervals = {section: dict(values) for section, values in INTERVALS.items()}
+        intervals["worker"]["connection_retry"] = 10
+        cluster = InMemoryCluster(self, intervals=intervals)
+        worker = cluster.addWorker("worker1")
+        cluster.network.masterUp = False
+        cluster.master.workers["worker1"].transport.loseConnection()
+        cluster.network.advance(2, step=0.1)
+        cluster.network.masterUp = True
+        cluster.network.advance(3, step=0.1)
+        self.assertIsNot(worker.connection, None)

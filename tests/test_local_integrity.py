@@ -91,7 +91,7 @@ class LocalIntegrityTests(SynchronousTestCase):
             watch=False,
             reactor=self.clock,
         )
-        self.service.subscribe(self.published.append)
+        self.service.subscribe(lambda snapshot, changes: self.published.append(snapshot))
 
     def start(self):
         self.service.startService()
@@ -197,7 +197,7 @@ class LocalIntegrityTests(SynchronousTestCase):
         The callable returned by C{subscribe} stops the notifications.
         """
         more = []
-        unsubscribe = self.service.subscribe(more.append)
+        unsubscribe = self.service.subscribe(lambda snapshot, changes: more.append(snapshot))
         self.start()
         unsubscribe()
         self.agentConf.setContent(b"changed")
@@ -210,7 +210,7 @@ class LocalIntegrityTests(SynchronousTestCase):
         A subscriber that raises is logged; the others are still called.
         """
 
-        def broken(snapshot):
+        def broken(snapshot, changes):
             raise RuntimeError("boom")
 
         self.service._subscribers.insert(0, broken)
@@ -456,7 +456,7 @@ class WatchedLocalIntegrityTests(TestCase):
             watch=True,
             reactor=reactor,
         )
-        service.subscribe(published.append)
+        service.subscribe(lambda snapshot, changes: published.append(snapshot))
         service.startService()
         self.addCleanup(service.stopService)
 

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_streams -*-
 """
-Tests for the file stream: FileSender into chunk commands with a window of
-bytes in flight, and its parsing into a staged, verified sync.
+Tests for L{wazuhcluster.streams}: files read once (MD5 computed while
+sending), sent as chunks with a window of bytes in flight, and parsed into a
+staged sync.
 """
 
 import hashlib
@@ -9,21 +10,24 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.cluster import runInline
 from tests.test_pathrules import FILESET
-from wazuhcluster.commands import FILE_DATA_VALUES, MAX_CHUNK, SyncAborted
+from wazuhcluster.chunks import MAX_CHUNK
+from wazuhcluster.commands import FILE_DATA_VALUES
+from wazuhcluster.session import ThreadQueue
 from wazuhcluster.staging import StagedSync
 from wazuhcluster.streams import (
     STREAM_CHUNK,
-    ChunkConsumer,
-    FileStreamReceiver,
-    FileStreamSender,
+    FileReader,
     StreamError,
-    encodeHeader,
+    StreamReceiver,
+    StreamSender,
     fileDataArguments,
+    openBeneath,
 )
 
 
@@ -47,9 +51,7 @@ class ManualPeer:
 
     def ackAll(self):
         while self.pending:
-            chunk, d = self.pending.pop(0)
-            self.received.append(chunk)
-            d.callback(None)
+            self.ackOne()
 
     def ackOne(self):
         chunk, d = self.pending.pop(0)
@@ -59,288 +61,230 @@ class ManualPeer:
 
 def makeHome(testCase, files):
     root = FilePath(testCase.mktemp())
-    for relpath, data in files.items():
-        path = root.preauthChild(relpath)
-        path.parent().makedirs(ignoreExistingDirectory=True)
-        path.setContent(data)
+    root.makedirs()
+    for relpath, content in files.items():
+        child = root.preauthChild(relpath)
+        child.parent().makedirs(ignoreExistingDirectory=True)
+        child.setContent(content)
     return root
+
+
+FILES = {
+    "etc/rules/a.xml": b"a" * 10,
+    "etc/rules/big.xml": os.urandom(3 * STREAM_CHUNK + 17),
+    "etc/lists/empty": b"",
+    "etc/shared/default/agent.conf": b"<agent_config/>\n",
+}
+
+
+class ReaderTests(SynchronousTestCase):
+    """
+    L{FileReader} produces the stream of some files.
+    """
+
+    def readAll(self, reader, budget=1000):
+        out = b""
+        while True:
+            data = reader.read(budget)
+            if not data:
+                return out
+            out += data
+
+    def test_records(self):
+        """
+        Each file is C{F}, its C{D} pieces and C{E} with its MD5 and size.
+        """
+        root = makeHome(self, {"etc/rules/a.xml": b"hello"})
+        stream = self.readAll(FileReader(root.path, ["etc/rules/a.xml"]))
+        self.assertEqual(stream, b"F\tetc/rules/a.xml\nD\t5\nhello"
+                         + f"E\t{md5(b'hello')}\t5\n".encode())
+
+    def test_goneFileSkipped(self):
+        """
+        A file that vanished is an C{X} record; the others are sent.
+        """
+        root = makeHome(self, {"etc/rules/a.xml": b"a"})
+        reader = FileReader(root.path, ["etc/rules/gone.xml", "etc/rules/a.xml"])
+        stream = self.readAll(reader)
+        self.assertTrue(stream.startswith(b"X\tetc/rules/gone.xml\t"))
+        self.assertIn(b"F\tetc/rules/a.xml\n", stream)
+        self.assertIn("etc/rules/gone.xml", reader.gone)
+
+    def test_neverThroughSymlinks(self):
+        """
+        No component of a path is followed when it is a link: a symlinked
+        directory, or a symlink as the file itself, is not read.
+        """
+        root = makeHome(self, {"etc/rules/a.xml": b"a"})
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        outside.child("secret").setContent(b"secret")
+        os.symlink(outside.path, root.preauthChild("etc/shared").path)
+        os.symlink(outside.child("secret").path, root.preauthChild("etc/rules/link.xml").path)
+        self.assertRaises(OSError, openBeneath, root.path, "etc/shared/secret")
+        self.assertRaises(OSError, openBeneath, root.path, "etc/rules/link.xml")
+        stream = self.readAll(FileReader(root.path, ["etc/shared/secret", "etc/rules/link.xml"]))
+        self.assertNotIn(b"secret\n", stream.replace(b"X\t", b""))
+        self.assertEqual(stream.count(b"X\t"), 2)
+
+    def test_consistentVersion(self):
+        """
+        The MD5 in the C{E} record is that of the bytes sent, even if the
+        file changes while it is read: the worker gets one consistent
+        version.
+        """
+        root = makeHome(self, {"etc/lists/l": b"x" * 5000})
+        reader = FileReader(root.path, ["etc/lists/l"])
+        first = reader.read(2000)
+        root.preauthChild("etc/lists/l").setContent(b"y" * 3000)
+        rest = self.readAll(reader, 2000)
+        staged = StagedSync(root, root.preauthChild("queue/cluster/m"), FILESET,
+                            durable=False)
+        receiver = StreamReceiver(staged, ["etc/lists/l"])
+        receiver.feed(first + rest)
+        receiver.finish()
+        self.assertEqual(receiver.received, {"etc/lists/l"})
+        self.assertEqual(receiver.failed, {})
+        staged.abort()
 
 
 class SenderTests(SynchronousTestCase):
     """
-    L{FileStreamSender} and L{ChunkConsumer}.
+    L{StreamSender} keeps at most its window in flight.
     """
 
-    FILES = {
-        "etc/client.keys": b"001 a any " + b"k" * 64 + b"\n",
-        "etc/shared/default/agent.conf": b"<agent_config/>\n",
-        "etc/rules/big.xml": os.urandom(3 * MAX_CHUNK + 123),
-        "etc/lists/empty": b"",
-    }
-
-    def entries(self):
-        return [(p, md5(d), len(d)) for p, d in sorted(self.FILES.items())]
-
-    def test_windowBounded(self):
-        """
-        Bytes sent and not acknowledged never exceed the window, and the
-        stream only progresses as acknowledgements come back.
-        """
-        root = makeHome(self, {"etc/rules/huge.xml": os.urandom(40 * MAX_CHUNK)})
+    def makeSender(self, files, window=2 * STREAM_CHUNK):
+        root = makeHome(self, files)
+        reader = FileReader(root.path, sorted(files))
         peer = ManualPeer()
-        sender = FileStreamSender(root, [("etc/rules/huge.xml", "0" * 32, 40 * MAX_CHUNK)],
-                                  peer.send, window=4 * MAX_CHUNK)
+        sender = StreamSender(reader, peer.send, ThreadQueue(runInline), window=window)
+        return sender, peer
+
+    def test_windowRespected(self):
+        """
+        Unacknowledged bytes never exceed the window; acknowledging lets the
+        rest go; the Deferred fires once all were acknowledged.
+        """
+        sender, peer = self.makeSender(FILES)
         done = sender.start()
-        self.assertEqual(len(peer.pending), 4)
+        self.assertLessEqual(sender.inFlight, 2 * STREAM_CHUNK)
         self.assertNoResult(done)
         while peer.pending:
             peer.ackOne()
-            self.assertLessEqual(sender.consumer.inFlight, 4 * MAX_CHUNK)
+            self.assertLessEqual(sender.inFlight, 2 * STREAM_CHUNK)
         self.successResultOf(done)
-        self.assertEqual(sender.consumer.maxInFlight, 4 * MAX_CHUNK)
-        self.assertTrue(all(len(c) <= MAX_CHUNK for c in peer.received))
+        self.assertLessEqual(sender.maxInFlight, 2 * STREAM_CHUNK)
+        self.assertTrue(all(len(c) <= STREAM_CHUNK for c in peer.received))
 
-    def test_smallFilesShareChunks(self):
+    def test_failedChunkStops(self):
         """
-        Many small files travel together: 2 000 files of 100 bytes fit in a
-        handful of chunks, not one command per file.
+        A chunk the peer refuses fails the stream.
         """
-        files = {f"etc/shared/g/f{i:04d}": os.urandom(100) for i in range(2000)}
-        root = makeHome(self, files)
-        peer = ManualPeer()
-        sender = FileStreamSender(root, [(p, md5(d), len(d)) for p, d in sorted(files.items())],
-                                  peer.send)
+        sender, peer = self.makeSender(FILES)
         done = sender.start()
-        peer.ackAll()
-        while peer.pending:
-            peer.ackAll()
-        self.successResultOf(done)
-        self.assertLessEqual(len(peer.received), 6)
+        chunk, d = peer.pending.pop(0)
+        d.errback(RuntimeError("refused"))
+        self.failureResultOf(done, RuntimeError)
 
-    def roundTrip(self, files, entries=None):
+    def test_stop(self):
         """
-        Send C{files} from a master home and receive them into a worker home;
-        return the worker root and the apply result.
+        Stopping abandons the stream.
         """
-        master = makeHome(self, files)
-        worker = FilePath(self.mktemp())
-        worker.makedirs()
-        staged = StagedSync(worker, worker.child("staging"), FILESET, durable=False)
-        entries = entries or [(p, md5(d), len(d)) for p, d in sorted(files.items())]
-        receiver = FileStreamReceiver(staged, {p: (m, s) for p, m, s in entries})
+        sender, peer = self.makeSender(FILES)
+        done = sender.start()
+        sender.stop("cancelled")
+        self.assertIn("cancelled", self.failureResultOf(done).getErrorMessage())
 
-        def deliver(chunk):
-            receiver.feed(chunk)
-            return succeed(None)
 
-        self.successResultOf(FileStreamSender(master, entries, deliver).start())
+class RoundTripTests(SynchronousTestCase):
+    """
+    A stream parses back into staged files, whatever its chunking.
+    """
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(min_value=1, max_value=5000))
+    def test_anyChunking(self, cut):
+        """
+        Cut anywhere, the stream gives every file back, verified.
+        """
+        root = makeHome(self, FILES)
+        reader = FileReader(root.path, sorted(FILES))
+        stream = b""
+        while True:
+            data = reader.read(STREAM_CHUNK)
+            if not data:
+                break
+            stream += data
+        target = FilePath(self.mktemp())
+        target.makedirs()
+        staged = StagedSync(target, target.preauthChild("queue/cluster/m"), FILESET,
+                            durable=False)
+        receiver = StreamReceiver(staged, FILES)
+        for start in range(0, len(stream), cut):
+            receiver.feed(stream[start:start + cut])
         receiver.finish()
-        return worker, staged.apply([])
-
-    def test_roundTrip(self):
-        """
-        Every file arrives byte for byte, empty and multi-chunk ones included.
-        """
-        worker, result = self.roundTrip(self.FILES)
-        for relpath, data in self.FILES.items():
-            self.assertEqual(worker.preauthChild(relpath).getContent(), data)
-        self.assertEqual(sorted(result.created), sorted(self.FILES))
-
-    @settings(max_examples=25, deadline=None)
-    @given(st.lists(st.binary(max_size=3 * MAX_CHUNK // 2), min_size=1, max_size=6))
-    def test_roundTripAnySizes(self, contents):
-        """
-        Files of any sizes and count come through intact.
-        """
-        files = {f"etc/rules/r{i}.xml": data for i, data in enumerate(contents)}
-        worker, result = self.roundTrip(files)
-        for relpath, data in files.items():
-            self.assertEqual(worker.preauthChild(relpath).getContent(), data)
-
-    def test_fileGrewWhileSending(self):
-        """
-        A file larger than announced (it changed after the scan) fails the
-        stream with L{StreamError} instead of corrupting the framing.
-        """
-        root = makeHome(self, {"etc/rules/a.xml": b"x" * 500})
-        peer = ManualPeer()
-        done = FileStreamSender(root, [("etc/rules/a.xml", md5(b"x" * 400), 400)],
-                                peer.send).start()
-        peer.ackAll()
-        self.failureResultOf(done, StreamError)
-
-    def test_fileShrankWhileSending(self):
-        """
-        A file smaller than announced fails the stream.
-        """
-        root = makeHome(self, {"etc/rules/a.xml": b"x" * 10})
-        peer = ManualPeer()
-        done = FileStreamSender(root, [("etc/rules/a.xml", md5(b"x" * 40), 40)],
-                                peer.send).start()
-        peer.ackAll()
-        self.failureResultOf(done, StreamError)
-
-    def test_vanishedFile(self):
-        """
-        A file deleted since the scan fails the stream.
-        """
-        root = makeHome(self, {})
-        done = FileStreamSender(root, [("etc/rules/gone.xml", "0" * 32, 1)],
-                                ManualPeer().send).start()
-        self.failureResultOf(done, StreamError)
-
-    def test_chunkFailureStops(self):
-        """
-        When the peer refuses a chunk the producer is stopped and the stream
-        fails with the peer's error.
-        """
-        root = makeHome(self, {"etc/rules/big.xml": os.urandom(10 * MAX_CHUNK)})
-        peer = ManualPeer()
-        done = FileStreamSender(root, [("etc/rules/big.xml", "0" * 32, 10 * MAX_CHUNK)],
-                                peer.send, window=2 * MAX_CHUNK).start()
-        chunk, first = peer.pending.pop(0)
-        first.errback(SyncAborted("Error 3033 - disk full"))
-        self.failureResultOf(done, SyncAborted)
-        peer.ackAll()
-        self.assertEqual(len(peer.received), 1)
-        self.assertEqual(peer.pending, [])
-
-    def test_consumerRejectsSmallWindow(self):
-        """
-        A window smaller than one chunk is refused.
-        """
-        self.assertRaises(ValueError, ChunkConsumer, lambda c: succeed(None), window=10)
+        self.assertEqual(receiver.received, set(FILES))
+        result = staged.apply([])
+        self.assertEqual(result.failed, {})
+        for relpath, content in FILES.items():
+            self.assertEqual(target.preauthChild(relpath).getContent(), content)
 
 
 class ReceiverTests(SynchronousTestCase):
     """
-    L{FileStreamReceiver} refuses anything it did not ask for.
+    L{StreamReceiver} refuses what the worker did not ask for.
     """
 
-    def receiver(self, expected):
-        worker = FilePath(self.mktemp())
-        worker.makedirs()
-        staged = StagedSync(worker, worker.child("staging"), FILESET, durable=False)
-        return staged, FileStreamReceiver(staged, expected)
-
-    def test_wrongMd5(self):
-        """
-        A file whose bytes do not match the announced MD5 aborts the sync.
-        """
-        staged, receiver = self.receiver({"etc/rules/a.xml": ("0" * 32, 3)})
-        self.assertRaises(SyncAborted, receiver.feed,
-                          encodeHeader("etc/rules/a.xml", "0" * 32, 3) + b"abc")
+    def setUp(self):
+        self.root = FilePath(self.mktemp())
+        self.root.makedirs()
+        self.staged = StagedSync(self.root, self.root.preauthChild("queue/cluster/m"),
+                                 FILESET, durable=False)
+        self.addCleanup(self.staged.abort)
 
     def test_unexpectedFile(self):
         """
-        A file the receiver did not ask for aborts the sync.
+        A file not asked for is a L{StreamError}.
         """
-        staged, receiver = self.receiver({})
-        self.assertRaises(SyncAborted, receiver.feed,
-                          encodeHeader("etc/rules/a.xml", md5(b"abc"), 3) + b"abc")
+        receiver = StreamReceiver(self.staged, ["etc/rules/a.xml"])
+        self.assertRaises(StreamError, receiver.feed, b"F\tetc/rules/b.xml\n")
 
-    def test_unsafePath(self):
+    def test_malformed(self):
         """
-        A path outside the synced items aborts the sync even if announced.
+        Data outside a file, an unknown record, a record too long, a stream
+        ending inside a file: each is a L{StreamError}.
         """
-        bad = "etc/../../evil"
-        staged, receiver = self.receiver({bad: (md5(b"abc"), 3)})
-        self.assertRaises(SyncAborted, receiver.feed, encodeHeader(bad, md5(b"abc"), 3) + b"abc")
+        for data in (b"D\t3\nabc", b"Q\tx\n", b"F" * 10000):
+            receiver = StreamReceiver(self.staged, ["etc/rules/a.xml"])
+            self.assertRaises(StreamError, receiver.feed, data)
+        receiver = StreamReceiver(self.staged, ["etc/rules/a.xml"])
+        receiver.feed(b"F\tetc/rules/a.xml\nD\t3\nab")
+        self.assertRaises(StreamError, receiver.finish)
 
-    def test_truncatedStream(self):
+    def test_wrongMd5FailsOnlyThatFile(self):
         """
-        A stream that ends inside a file, or without an expected file, is
-        refused at the end.
+        A file whose bytes do not match its C{E} record fails; the stream
+        goes on; a file asked for and never sent fails too.
         """
-        staged, receiver = self.receiver({"etc/rules/a.xml": (md5(b"abc"), 3)})
-        receiver.feed(encodeHeader("etc/rules/a.xml", md5(b"abc"), 3) + b"ab")
-        self.assertRaises(SyncAborted, receiver.finish)
-        staged, receiver = self.receiver({"etc/rules/a.xml": (md5(b"abc"), 3)})
-        self.assertRaises(SyncAborted, receiver.finish)
-
-    def test_headerSplitAcrossChunks(self):
-        """
-        Headers and contents may be cut anywhere between chunks.
-        """
-        staged, receiver = self.receiver({"etc/rules/a.xml": (md5(b"abc"), 3)})
-        stream = encodeHeader("etc/rules/a.xml", md5(b"abc"), 3) + b"abc"
-        for i in range(len(stream)):
-            receiver.feed(stream[i:i + 1])
+        receiver = StreamReceiver(self.staged, ["etc/rules/a.xml", "etc/rules/b.xml",
+                                                "etc/rules/c.xml"])
+        receiver.feed(b"F\tetc/rules/a.xml\nD\t1\na" + f"E\t{md5(b'z')}\t1\n".encode())
+        receiver.feed(b"F\tetc/rules/b.xml\nD\t1\nb" + f"E\t{md5(b'b')}\t1\n".encode())
         receiver.finish()
-        self.assertEqual(staged.apply([]).created, ("etc/rules/a.xml",))
-
-
-class PrefetchTests(SynchronousTestCase):
-    """
-    The sender keeps the disk reading ahead of it, in a thread.
-    """
-
-    def test_readsAhead(self):
-        """
-        Files are advised to the kernel, in order, before the sender reaches
-        them, in bounded batches; every file is advised once.
-        """
-        from wazuhcluster import streams
-
-        files = {f"etc/shared/g/f{i:04d}": b"x" * 10 for i in range(1200)}
-        root = makeHome(self, files)
-        batches = []
-
-        def recordingThread(function, paths):
-            self.assertIs(function, streams.adviseWillNeed)
-            batches.append(list(paths))
-            function(paths)
-            return succeed(None)
-
-        entries = [(p, md5(d), len(d)) for p, d in sorted(files.items())]
-        peer = ManualPeer()
-        done = FileStreamSender(root, entries, peer.send, runInThread=recordingThread).start()
-        while peer.pending:
-            peer.ackAll()
-        self.successResultOf(done)
-        advised = [path for batch in batches for path in batch]
-        self.assertEqual(advised, [root.preauthChild(p).path for p, _, _ in entries])
-        self.assertTrue(all(len(batch) <= streams.PREFETCH_FILES for batch in batches))
-
-    def test_adviseIgnoresMissing(self):
-        """
-        A file that vanished is skipped by the hint.
-        """
-        from wazuhcluster.streams import adviseWillNeed
-
-        adviseWillNeed([self.mktemp()])
+        self.assertEqual(receiver.received, {"etc/rules/b.xml"})
+        self.assertEqual(sorted(receiver.failed), ["etc/rules/a.xml", "etc/rules/c.xml"])
 
 
 class FileDataArgumentsTests(SynchronousTestCase):
     """
-    A stream chunk travels as up to L{FILE_DATA_VALUES} AMP values.
+    L{fileDataArguments} spreads a chunk over the command's values.
     """
 
-    @settings(max_examples=30, deadline=None)
-    @given(st.integers(min_value=0, max_value=STREAM_CHUNK))
-    def test_split(self, size):
+    def test_values(self):
         """
-        The values are in order, each within AMP's limit, and rebuild the
-        chunk.
+        A full chunk uses every value, each under AMP's limit.
         """
-        chunk = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        arguments = fileDataArguments(chunk)
-        names = ["data"] + [f"data{n}" for n in range(2, FILE_DATA_VALUES + 1)]
-        values = [arguments[name] for name in names if name in arguments]
-        self.assertEqual(set(arguments) - set(names), set())
-        self.assertTrue(all(len(value) <= MAX_CHUNK for value in values))
-        self.assertEqual(b"".join(values), chunk)
-
-    def test_commandAcceptsThem(self):
-        """
-        L{FileData} serialises the biggest chunk (every value under AMP's
-        limit).
-        """
-        from twisted.protocols.amp import AMP
-
-        from wazuhcluster.commands import FileData
-
-        box = FileData.makeArguments(
-            dict(session="s", **fileDataArguments(b"x" * STREAM_CHUNK)), AMP())
-        self.assertEqual(sum(len(v) for k, v in box.items() if k.startswith(b"data")),
-                         STREAM_CHUNK)
+        arguments = fileDataArguments(b"x" * STREAM_CHUNK)
+        self.assertEqual(len(arguments), FILE_DATA_VALUES)
+        self.assertTrue(all(len(v) <= MAX_CHUNK for v in arguments.values()))
+        self.assertEqual(fileDataArguments(b""), {"data": b""})

@@ -12,6 +12,7 @@ import tempfile
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -21,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_endtoend import freePort
 from wazuhcluster.errors import StartupError
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.master.refusals import RefusalLog
 from wazuhcluster.master.server import ConnectionLimiter, MasterService
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.tap import Options, makeNodeService
@@ -182,8 +184,9 @@ class ConnectionLimiterTests(SynchronousTestCase):
         its slot.
         """
         events = []
-        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), 10,
-                                    ClusterLogger("Master", observer=events.append))
+        clock = Clock()
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), 10, RefusalLog(
+            ClusterLogger("Master", observer=events.append), clock))
         limiter.doStart()
         first = IPv4Address("TCP", "10.0.0.5", 1)
         protocols = [limiter.buildProtocol(first) for _ in range(10)]
@@ -191,8 +194,15 @@ class ConnectionLimiterTests(SynchronousTestCase):
         for protocol in protocols:
             protocol.makeConnection(StringTransport())
         self.assertIsNone(limiter.buildProtocol(first))
-        self.assertIn("Too many connections from 10.0.0.5 (11), rejecting.",
+        self.assertIn("Too many connections from 10.0.0.5 (11), rejecting",
                       events[-1]["log_format"].format(**events[-1]))
+        # Refusals of one address are logged once a minute at most.
+        self.assertIsNone(limiter.buildProtocol(first))
+        self.assertEqual(len(events), 1)
+        clock.advance(61)
+        self.assertIsNone(limiter.buildProtocol(first))
+        self.assertEqual(len(events), 2)
+        self.assertIn("1 more refused", events[-1]["log_format"].format(**events[-1]))
         self.assertIsNotNone(limiter.buildProtocol(IPv4Address("TCP", "10.0.0.6", 1)))
         protocols[0].connectionLost(Failure(ConnectionDone()))
         self.assertIsNotNone(limiter.buildProtocol(first))

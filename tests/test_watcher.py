@@ -93,10 +93,14 @@ class TreeWatcherTests(TestCase):
         self.recorder = Recorder()
 
     def startWatcher(self, fileset=FILESET):
+        """
+        A started watcher; the test's next C{yield} waits until it watches
+        (see L{expectChange}).
+        """
         watcher = TreeWatcher(
             self.root, fileset, self.recorder.onChange, reactor, self.recorder.log
         )
-        watcher.start()
+        self.watching = watcher.start()
         self.addCleanup(watcher.stop)
         return watcher
 
@@ -105,6 +109,7 @@ class TreeWatcherTests(TestCase):
         """
         Run C{action} and fail unless C{onChange} is called soon after.
         """
+        yield self.watching
         self.recorder.changes = 0
         action()
         changed = yield waitFor(lambda: self.recorder.changes > 0)

@@ -48,6 +48,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.clientkeys import formatAgentId, parseAgentId
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.grouphash import globalHash
 
 #: The schema version this code creates and expects.
 SCHEMA_VERSION = 1
@@ -584,15 +585,9 @@ def _txnAllGroupAssignments(txn):
 
 def _globalGroupHash(txn):
     txn.execute(
-        "SELECT id, group_hash FROM agent WHERE id > 0 AND group_hash IS NOT NULL "
-        "ORDER BY id"
+        "SELECT id, group_hash FROM agent WHERE id > 0 AND group_hash IS NOT NULL"
     )
-    digest = hashlib.sha1()
-    found = False
-    for number, hashed in txn.fetchall():
-        digest.update(f"{number}:{hashed}\n".encode("ascii"))
-        found = True
-    return digest.hexdigest() if found else None
+    return globalHash(txn.fetchall())
 
 
 @_reads
@@ -1306,9 +1301,7 @@ class AgentDatabase:
     def globalGroupHash(self):
         """
         The hash of every assignment, equal on two nodes holding the same
-        assignments: the SHA-1 over C{"<id>:<group_hash>\\n"} of every agent
-        with a group, by ID. (Wazuh hashes the C{group_hash} values alone;
-        the ID makes swapped assignments visible.)
+        assignments (L{wazuhcluster.grouphash}).
 
         @return: a L{Deferred} firing with the hex digest, or L{None} when no
             agent has a group.

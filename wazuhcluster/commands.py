@@ -1,20 +1,37 @@
-# -*- test-case-name: tests.test_hello -*-
+# -*- test-case-name: tests.test_hello,tests.test_protocol_errors -*-
 """
-Every AMP command of the cluster, grouped by direction.
+Every AMP command of the cluster, grouped by direction (protocol version 2).
 
 Rules (DESIGN.md "Protocol rules"): typed arguments, declared errors, no
-value over 64 KiB (large payloads travel as chunks, see L{wazuhcluster.results}).
-Before a successful L{Hello} the master answers nothing but L{Hello}.
+value over 64 KiB: every bigger value travels as chunks of records
+(L{wazuhcluster.chunks}).  Before a successful L{Hello} the master answers
+nothing but L{Hello}.  Every command declares L{BadRequest} (the arguments
+did not parse: the connection closes) and L{InternalError} (the responder
+failed unexpectedly: the connection stays), so no undeclared error ever
+reaches AMP (L{wazuhcluster.connection}).
 """
 
 from twisted.protocols.amp import Boolean, Command, Integer, String, Unicode
 
-#: The largest chunk of payload one value carries (AMP's limit is 65 535).
-MAX_CHUNK = 60000
+from wazuhcluster.chunks import MAX_CHUNK  # noqa: F401  (re-exported)
 
 #: How many values of file bytes one L{FileData} carries (fewer commands
 #: for bulk data; each value stays under AMP's limit).
 FILE_DATA_VALUES = 4
+
+
+class BadRequest(Exception):
+    """
+    A command's arguments did not parse; the connection closes.
+    """
+
+
+class InternalError(Exception):
+    """
+    The peer failed to answer a command (its own error, logged there).
+    """
+
+    code = b"INTERNAL_ERROR"
 
 
 class HelloRejected(Exception):
@@ -30,16 +47,40 @@ class ControlFailed(Exception):
     """
 
 
+class SyncRefused(Exception):
+    """
+    The master refuses a sync request (unknown session, path not in its
+    snapshot...); the message says why.
+    """
+
+
+class SyncAborted(Exception):
+    """
+    A transfer, an apply or a round failed on the receiving side; the
+    message says why.
+    """
+
+
+class ClusterCommand(Command):
+    """
+    The base of every cluster command: the errors every command may answer.
+    """
+
+    errors = {InternalError: InternalError.code}
+    fatalErrors = {BadRequest: b"BAD_REQUEST"}
+
+
 # ---------------------------------------------------------------------------
 # worker -> master
 
 
-class Hello(Command):
+class Hello(ClusterCommand):
     """
     The first command of every worker connection: who the worker is, and a
-    proof that it knows the cluster key (an HMAC over the TLS channel binding,
-    see L{wazuhcluster.tls.helloProof}), which never reveals the key and is
-    worthless on any other connection.
+    proof that it knows the cluster key (an HMAC over the TLS channel
+    binding, see L{wazuhcluster.tls.helloProof}), which never reveals the key
+    and is worthless on any other connection.  The master answers with its
+    own proof, so the worker knows it talks to a master of its cluster.
     """
 
     commandName = b"Hello"
@@ -55,11 +96,12 @@ class Hello(Command):
         (b"master_name", Unicode()),
         (b"version", Unicode()),
         (b"protocol", Integer()),
+        (b"proof", String()),
     ]
     fatalErrors = {HelloRejected: b"HELLO_REJECTED"}
 
 
-class KeepAlive(Command):
+class KeepAlive(ClusterCommand):
     """
     Proves the permanent connection is alive; the master records the time.
     """
@@ -70,16 +112,30 @@ class KeepAlive(Command):
 
 
 # ---------------------------------------------------------------------------
-# control (a local client -> a node, and a worker -> its master when it
-# forwards a control request)
+# master -> worker
 
 
-class ControlRequest(Command):
+class Ping(ClusterCommand):
+    """
+    Is this connection alive?  The master asks an older connection of a
+    worker name when a newcomer claims the name.
+    """
+
+    commandName = b"Ping"
+    arguments = []
+    response = []
+
+
+# ---------------------------------------------------------------------------
+# control (a worker -> its master when it forwards a control request)
+
+
+class ControlRequest(ClusterCommand):
     """
     Run a read-only control request (C{get_nodes}, C{get_health},
-    C{get_agents}).  C{arguments} is a JSON object.  The JSON result comes
-    back in C{chunks} chunks: the first in C{data}, the others through
-    L{FetchResultChunk} with C{result_id}.
+    C{get_agents}).  C{arguments} is a JSON object.  The JSON result (one
+    record) comes back in C{chunks} chunks: the first in C{data}, the others
+    through L{FetchResultChunk} with C{result_id}.
     """
 
     commandName = b"ControlRequest"
@@ -92,7 +148,7 @@ class ControlRequest(Command):
     errors = {ControlFailed: b"CONTROL_FAILED"}
 
 
-class FetchResultChunk(Command):
+class FetchResultChunk(ClusterCommand):
     """
     Fetch chunk C{index} (1-based after the inline chunk 0) of a result.
     """
@@ -103,24 +159,12 @@ class FetchResultChunk(Command):
     errors = {ControlFailed: b"CONTROL_FAILED"}
 
 
-class SyncRefused(Exception):
-    """
-    The master refuses a sync request (unknown session, path not in its
-    snapshot, snapshot not ready...); the message says why.
-    """
-
-
-class SyncAborted(Exception):
-    """
-    A transfer or an apply failed on the receiving side; the message says why.
-    """
-
-
 # ---------------------------------------------------------------------------
 # integrity (DESIGN.md "Integrity"; the worker drives, the master always wins)
 #
-#   worker -> master  IntegrityCheck(digest)           one round trip when in sync
-#   worker -> master  ManifestChunk(session, i)...      the master's manifest, pipelined
+#   worker -> master  IntegrityCheck(digest)            one round trip when in sync;
+#                                                       else a delta or the manifest
+#   worker -> master  ManifestChunk(session, i)...      more of it, pipelined
 #   worker -> master  RequestFiles(session, paths)...   what the worker lacks or has wrong
 #   worker -> master  StartTransfer(session, counts)    the master starts streaming
 #   master -> worker  FileData(session, data)...        framed files, a window in flight
@@ -129,29 +173,37 @@ class SyncAborted(Exception):
 #   master -> worker  IntegrityChanged(digest)          the master's files changed
 
 
-class IntegrityCheck(Command):
+class IntegrityCheck(ClusterCommand):
     """
-    Compare the worker's digest with the master's.  When they differ the
-    master opens a session on its current snapshot: its manifest is
-    C{manifest_chunks} chunks long and holds C{files} files.
+    Compare the worker's digest with the master's.  C{base} is the master's
+    digest the worker last synced to (its files are that state but for the
+    ones it knows differ).  When the digests differ the master opens a
+    session on its current snapshot and answers either the changes from
+    C{base} (or from the worker's digest) to its own (C{full} false: records
+    C{path TAB md5 TAB size}, or C{path TAB -} for a removed file) or, when
+    it does not know the worker's digest, its whole manifest (C{full}
+    true).  The value has C{entries} records in C{chunks} chunks; the first
+    chunk is C{data}.
     """
 
     commandName = b"IntegrityCheck"
-    arguments = [(b"digest", Unicode())]
+    arguments = [(b"digest", Unicode()), (b"base", Unicode(optional=True))]
     response = [
         (b"in_sync", Boolean()),
         (b"master_digest", Unicode()),
         (b"session", Unicode()),
-        (b"manifest_chunks", Integer()),
-        (b"files", Integer()),
+        (b"full", Boolean()),
+        (b"chunks", Integer()),
+        (b"entries", Integer()),
+        (b"data", String()),
     ]
     errors = {SyncRefused: b"SYNC_REFUSED"}
 
 
-class ManifestChunk(Command):
+class ManifestChunk(ClusterCommand):
     """
-    Chunk C{index} (0-based) of the session's manifest (C{path\\tmd5\\tsize}
-    lines, see L{wazuhcluster.integrity.encodeManifest}).
+    Chunk C{index} (1 and up; 0 came with L{IntegrityCheck}) of the
+    session's delta or manifest.
     """
 
     commandName = b"ManifestChunk"
@@ -160,10 +212,10 @@ class ManifestChunk(Command):
     errors = {SyncRefused: b"SYNC_REFUSED"}
 
 
-class RequestFiles(Command):
+class RequestFiles(ClusterCommand):
     """
-    Ask for files of the session's snapshot (UTF-8 paths joined by
-    C{\\n}, at most L{MAX_CHUNK} bytes per call).
+    Ask for files of the session's snapshot (one path per record, at most
+    L{MAX_CHUNK} bytes per call).
     """
 
     commandName = b"RequestFiles"
@@ -172,7 +224,7 @@ class RequestFiles(Command):
     errors = {SyncRefused: b"SYNC_REFUSED"}
 
 
-class StartTransfer(Command):
+class StartTransfer(ClusterCommand):
     """
     The worker has asked for every file it needs; the master starts
     streaming them (possibly none) and ends with L{TransferDone}.  The
@@ -190,27 +242,27 @@ class StartTransfer(Command):
     errors = {SyncRefused: b"SYNC_REFUSED"}
 
 
-class FileData(Command):
+class FileData(ClusterCommand):
     """
-    The next bytes of the session's file stream: for each file, a header
-    line C{<path>\\t<md5>\\t<size>\\n} then exactly C{size} bytes; files
-    follow each other, and a chunk may hold several small files.  The bytes
-    are C{data}, then C{data2}... (at most L{FILE_DATA_VALUES} values of at
-    most L{MAX_CHUNK} bytes each), in order.
+    The next bytes of the session's file stream (L{wazuhcluster.streams}):
+    C{data}, then C{data2}... (at most L{FILE_DATA_VALUES} values of at most
+    L{MAX_CHUNK} bytes each), in order.
     """
 
     commandName = b"FileData"
     arguments = [(b"session", Unicode()), (b"data", String())] + [
-        (f"data{n}".encode("ascii"), String(optional=True)) for n in range(2, FILE_DATA_VALUES + 1)
+        (f"data{n}".encode("ascii"), String(optional=True))
+        for n in range(2, FILE_DATA_VALUES + 1)
     ]
     response = []
     errors = {SyncAborted: b"SYNC_ABORTED"}
 
 
-class TransferDone(Command):
+class TransferDone(ClusterCommand):
     """
-    The whole stream was sent.  The worker verifies it, applies it
-    atomically and answers with what it changed.
+    The whole stream was sent.  The worker applies every file that arrived
+    whole (each on its own: one that cannot be applied never blocks the
+    others) and answers with what it changed and how many files failed.
     """
 
     commandName = b"TransferDone"
@@ -219,14 +271,15 @@ class TransferDone(Command):
         (b"created", Integer()),
         (b"updated", Integer()),
         (b"deleted", Integer()),
+        (b"failed", Integer()),
     ]
     errors = {SyncAborted: b"SYNC_ABORTED"}
 
 
-class TransferAborted(Command):
+class TransferAborted(ClusterCommand):
     """
-    The master could not send the stream (a file changed or vanished
-    meanwhile); the worker drops what it staged and retries later.
+    The master could not send the stream; the worker drops what it staged
+    and retries later.
     """
 
     commandName = b"TransferAborted"
@@ -234,7 +287,7 @@ class TransferAborted(Command):
     response = []
 
 
-class IntegrityChanged(Command):
+class IntegrityChanged(ClusterCommand):
     """
     The master's synced files changed: its digest is now C{digest}.
     """
@@ -245,15 +298,14 @@ class IntegrityChanged(Command):
 
 
 # ---------------------------------------------------------------------------
-# agents (DESIGN.md "Agent info", "Agent groups")
+# agents (DESIGN.md "Agent info", "Agent groups"; L{wazuhcluster.agentsync})
 
 
-class SendAgentInfo(Command):
+class SendAgentInfo(ClusterCommand):
     """
-    worker -> master: a chunk of agent-info rows (a JSON list of objects
-    with the fields of L{wazuhcluster.agentdb.AGENT_INFO_FIELDS}), at most
-    L{MAX_CHUNK} bytes.  C{final} closes the round.  The master stores rows
-    of agents it knows and counts the others.
+    worker -> master: a chunk of agent-info rows (one JSON object per
+    record).  C{final} closes the round.  The master stores rows of agents
+    it knows and counts the others.
     """
 
     commandName = b"SendAgentInfo"
@@ -262,13 +314,13 @@ class SendAgentInfo(Command):
     errors = {SyncAborted: b"SYNC_ABORTED"}
 
 
-class SendAgentGroups(Command):
+class SendAgentGroups(ClusterCommand):
     """
-    master -> worker: a chunk of agent-group assignments (a JSON list of
-    C{[id, [groups...], version]}).  C{final} ends the batch, which brings
-    the worker to C{version} and whose global hash is C{hash}; C{full}
-    means the batch is the whole table (agents absent from it have no
-    group).
+    master -> worker: a chunk of agent-group assignments (one JSON array
+    C{[id, [groups...], version]} per record).  C{final} ends the batch,
+    which brings the worker to C{version} and whose global hash is C{hash};
+    C{full} means the batch is the whole table (agents absent from it have
+    no group).
     """
 
     commandName = b"SendAgentGroups"
@@ -283,7 +335,7 @@ class SendAgentGroups(Command):
     errors = {SyncAborted: b"SYNC_ABORTED"}
 
 
-class RequestFullAgentGroups(Command):
+class RequestFullAgentGroups(ClusterCommand):
     """
     worker -> master: the worker's global group hash kept differing from the
     master's; send the whole table.

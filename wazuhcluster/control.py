@@ -1,22 +1,25 @@
 # -*- test-case-name: tests.test_control -*-
 """
 The local control socket (C{queue/cluster/c-internal.sock}, 0660) and what it
-answers: the equivalents of the original's C{get_nodes} and C{get_health}
-(and C{get_agents} once the agent database is there).
+answers: the equivalents of the original's C{get_nodes} and C{get_health},
+C{get_agents}, and the requests the C{agent} commands send a running daemon
+(C{refresh_agent_groups} on a master, C{sync_agent_info} on a worker).
 
-A handler turns a request name and its JSON arguments into JSON bytes; the
-master answers from its own state, a worker forwards to its master.
+A handler turns a request name and its arguments (a dict) into a JSON-able
+value; the master answers from its own state, a worker forwards what only
+the master knows.  Every failure is a declared L{ControlFailed}.
 """
 
-import json
 import socket
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
+from twisted.protocols.policies import TimeoutMixin
 
 from wazuhcluster import __version__
+from wazuhcluster.chunks import RecordError, decodeJson
 from wazuhcluster.commands import ControlFailed, ControlRequest, FetchResultChunk
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.health import nodeInfo
@@ -24,8 +27,17 @@ from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.results import ResultStore, callControl
 
+#: Local clients served at once.
+MAX_CONTROL_CLIENTS = 64
 
-def _asControlFailure(failure):
+#: Seconds a local client may stay silent.
+CONTROL_IDLE_TIMEOUT = 120
+
+#: The largest box a local client may send.
+MAX_CONTROL_BOX = 64 * 1024
+
+
+def asControlFailure(failure):
     """
     Turn any failure into a declared L{ControlFailed} (an undeclared error
     would drop the connection).
@@ -34,6 +46,9 @@ def _asControlFailure(failure):
         return failure
     if failure.check(ClusterError):
         raise ControlFailed(str(failure.value))
+    if failure.check(RecordError, ValueError):
+        raise ControlFailed(f"Error 3038 - Malformed control request: "
+                            f"{failure.getErrorMessage()}")
     raise ControlFailed(f"Error 1000 - Wazuh Internal Error: {failure.getErrorMessage()}")
 
 
@@ -49,16 +64,23 @@ class MasterControlHandler:
     Answers control requests from the master's own state.
     """
 
-    def __init__(self, master):
+    def __init__(self, master, agents, groups):
+        """
+        @param master: the L{wazuhcluster.master.server.MasterService} (its
+            configuration and worker registry).
+        @param agents: the L{wazuhcluster.master.agents.MasterAgents}.
+        @param groups: the agent-groups feature (C{refresh()}).
+        """
         self.master = master
+        self.agents = agents
+        self.groups = groups
 
     def answer(self, request, arguments):
         """
-        @return: a Deferred firing with the JSON answer as bytes.
+        @return: a Deferred firing with the JSON-able answer.
         """
-        d = maybeDeferred(self._dispatch, request, json.loads(arguments or "{}"))
-        d.addCallback(lambda value: json.dumps(value).encode("utf-8"))
-        d.addErrback(_asControlFailure)
+        d = maybeDeferred(self._dispatch, request, arguments)
+        d.addErrback(asControlFailure)
         return d
 
     def _dispatch(self, request, arguments):
@@ -67,8 +89,9 @@ class MasterControlHandler:
         method = {
             "get_nodes": self.getNodes,
             "get_health": self.getHealth,
-            "get_agents": self.getAgents,
-            "refresh_agent_groups": lambda arguments: self.master.agents.refreshGroups(arguments),
+            "get_agents": self.agents.listAgents,
+            "refresh_agent_groups": lambda arguments: self.groups.refresh().addCallback(
+                lambda _: {"refreshed": True}),
         }.get(request)
         if method is None:
             raise ControlFailed(f"Error 3038 - Unknown control request {request!r}")
@@ -77,9 +100,11 @@ class MasterControlHandler:
     def _nodes(self, arguments):
         wanted = _nodeFilter(arguments)
         config = self.master.config
+        registry = self.master.registry
         rows = [(config.node_name, "master", __version__, config.masterHost, None)]
-        for name, connection in sorted(self.master.workers.items()):
-            rows.append((name, "worker", connection.version, connection.peerHost, connection))
+        for name in registry.names():
+            connection = registry.connection(name)
+            rows.append((name, "worker", connection.version, connection.peerHost, name))
         return [row for row in rows if not wanted or row[0] in wanted]
 
     def getNodes(self, arguments):
@@ -91,60 +116,157 @@ class MasterControlHandler:
         }
 
     def getHealth(self, arguments):
-        d = maybeDeferred(self.master.activeAgentCounts)
-        d.addCallback(self._health, self._nodes(arguments))
+        rows = self._nodes(arguments)
+        d = self.agents.activeAgentCounts([row[0] for row in rows])
+        d.addCallback(self._health, rows)
         return d
 
     def _health(self, counts, rows):
         nodes = {}
-        for name, kind, version, ip, connection in rows:
+        registry = self.master.registry
+        for name, kind, version, ip, worker in rows:
             entry = {"info": nodeInfo(name, kind, version, ip, counts.get(name, 0))}
-            entry["status"] = connection.status.toDict() if connection else {}
+            entry["status"] = registry.health(worker) if worker else {}
             nodes[name] = entry
-        return {"n_connected_nodes": len(self.master.workers), "nodes": nodes}
-
-    def getAgents(self, arguments):
-        return self.master.listAgents(arguments)
+        return {"n_connected_nodes": len(registry.names()), "nodes": nodes}
 
 
 class WorkerControlHandler:
     """
-    Forwards control requests to the master over the cluster connection.
+    Forwards control requests to the master over the cluster connection;
+    answers C{sync_agent_info} itself.
     """
 
-    def __init__(self, worker):
+    def __init__(self, worker, agentInfo=None):
+        """
+        @param agentInfo: the worker's agent-info feature (C{syncNow()}).
+        """
         self.worker = worker
+        self.agentInfo = agentInfo
 
     def answer(self, request, arguments):
+        if request == "sync_agent_info" and self.agentInfo is not None:
+            return maybeDeferred(self.agentInfo.syncNow).addCallback(
+                lambda started: {"started": bool(started)})
         connection = self.worker.connection
         if connection is None:
             raise ControlFailed("Error 3023 - Worker node is not connected to master")
-        d = callControl(connection, request, json.loads(arguments or "{}"))
-        d.addCallback(lambda value: json.dumps(value).encode("utf-8"))
-        d.addErrback(_asControlFailure)
+        d = callControl(connection, request, arguments)
+        d.addErrback(asControlFailure)
         return d
 
 
-class ControlProtocol(amp.AMP):
+class ControlProtocol(amp.AMP, TimeoutMixin):
     """
-    One local control client.
+    One local control client: bounded boxes, dropped when idle.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, clock=None):
+        """
+        @param clock: the clock of the idle timeout; without one, no idle
+            timeout.
+        """
         super().__init__()
         self.handler = handler
         self.results = ResultStore()
+        self._boxBytes = 0
+        self._clock = clock
+        if clock is not None:
+            self.callLater = clock.callLater
+
+    def connectionMade(self):
+        super().connectionMade()
+        if self._clock is not None:
+            self.setTimeout(CONTROL_IDLE_TIMEOUT)
+
+    onLost = None
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        super().connectionLost(reason)
+        if self.onLost is not None:
+            onLost, self.onLost = self.onLost, None
+            onLost()
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        self._boxBytes += len(data)
+        if self._boxBytes > MAX_CONTROL_BOX:
+            self.transport.abortConnection()
+            return None
+        return super().dataReceived(data)
+
+    def ampBoxReceived(self, box):
+        self._boxBytes = 0
+        super().ampBoxReceived(box)
+
+    def timeoutConnection(self):
+        self.transport.abortConnection()
+
+    def locateResponder(self, name):
+        if name == b"StartTLS":
+            return None
+        return super().locateResponder(name)
 
     @ControlRequest.responder
     def controlRequest(self, request, arguments):
-        d = maybeDeferred(self.handler.answer, request, arguments)
-        d.addErrback(_asControlFailure)
+        d = maybeDeferred(decodeJson, (arguments or "{}").encode("utf-8"))
+        d.addCallback(lambda parsed: self.handler.answer(request, parsed))
+        d.addErrback(asControlFailure)
         d.addCallback(self.results.put)
         return d
 
     @FetchResultChunk.responder
     def fetchResultChunk(self, result_id, index):
         return self.results.fetch(result_id, index)
+
+
+class ControlFactory(Factory):
+    """
+    Builds a L{ControlProtocol} per local client, at most C{limit} at once
+    (more are refused at once).
+    """
+
+    noisy = False
+
+    def __init__(self, handler, limit=MAX_CONTROL_CLIENTS, clock=None):
+        self.handler = handler
+        self.limit = limit
+        self.clock = clock
+        self.protocols = set()
+
+    @property
+    def clients(self):
+        return len(self.protocols)
+
+    def buildProtocol(self, addr):
+        if self.clients >= self.limit:
+            return None
+        protocol = ControlProtocol(self.handler, self.clock)
+        protocol.onLost = lambda: self.protocols.discard(protocol)
+        self.protocols.add(protocol)
+        return protocol
+
+    def dropClients(self):
+        """
+        Close every client connection (the server stops).
+
+        @return: a Deferred firing once they are all closed.
+        """
+        waits = []
+        for protocol in list(self.protocols):
+            if protocol.transport is not None:
+                lost = Deferred()
+                previous = protocol.onLost
+
+                def onLost(previous=previous, lost=lost):
+                    previous()
+                    lost.callback(None)
+
+                protocol.onLost = onLost
+                waits.append(lost)
+                protocol.transport.abortConnection()
+        return DeferredList(waits)
 
 
 class ControlServer(ListeningService):
@@ -156,17 +278,15 @@ class ControlServer(ListeningService):
 
     def __init__(self, socketPath, handler, reactor, log=None):
         self.socketPath = socketPath
-        factory = Factory.forProtocol(lambda: ControlProtocol(handler))
-        factory.noisy = False
         super().__init__(
             UNIXServerEndpoint(reactor, socketPath.path, mode=0o660),
-            factory,
-            onListening=self._listening_logged,
+            ControlFactory(handler, clock=reactor),
+            onListening=self._listeningLogged,
             log=log if log is not None else ClusterLogger(
                 "Local Server", "Main", namespace="wazuhcluster.control"),
         )
 
-    def _listening_logged(self, port):
+    def _listeningLogged(self, port):
         self.log.info("Serving on {path}", path=self.socketPath.path)
 
     def startService(self):
@@ -179,6 +299,10 @@ class ControlServer(ListeningService):
             self.socketPath.remove()
         super().startService()
 
+    def stopService(self):
+        stopped = maybeDeferred(super().stopService)
+        dropped = self.factory.dropClients()
+        return DeferredList([stopped, dropped])
 
 
 def socketAnswers(path):

@@ -1,12 +1,16 @@
 # -*- test-case-name: tests.test_control -*-
 """
-Health of the cluster: the per-worker status the master keeps, with the field
-names and C{'n/a'} defaults of the original (WAZUH.md section 4.8).
+Health of the cluster: the per-worker status fields of the original (WAZUH.md
+section 4.8), with its field names and C{'n/a'} defaults.
+
+Each feature session fills its own fields (L{wazuhcluster.session.
+IFeatureSession.health}); L{workerStatus} merges them over the defaults, so
+a worker's status block always has every field.
 """
 
 import datetime
 
-from attrs import Factory, define
+from attrs import define
 
 NA = "n/a"
 
@@ -40,59 +44,64 @@ class TaskTimes:
         self.end = now
         self.chunks = chunks
 
-
-@define
-class WorkerStatus:
-    """
-    What the master knows about one connected worker's work.
-    """
-
-    last_keep_alive: float = None
-    sync_integrity_free: bool = True
-    integrity_check: TaskTimes = Factory(TaskTimes)
-    integrity_sync: TaskTimes = Factory(TaskTimes)
-    total_files: dict = Factory(lambda: {"missing": 0, "shared": 0, "extra": 0})
-    integrity_in_sync: bool = False
-    sync_agent_info_free: bool = True
-    agent_info: TaskTimes = Factory(TaskTimes)
-    agent_groups: TaskTimes = Factory(TaskTimes)
-    agent_groups_full: TaskTimes = Factory(TaskTimes)
-
-    def toDict(self):
+    @property
+    def duration(self):
         """
-        The C{status} block of C{get_health} for this worker.
+        Seconds the last completed run took, or L{None}.
         """
-        return {
-            "sync_integrity_free": self.sync_integrity_free,
-            "last_check_integrity": {
-                "date_start_master": isoDate(self.integrity_check.start),
-                "date_end_master": isoDate(self.integrity_check.end),
-            },
-            "last_sync_integrity": {
-                "date_start_master": isoDate(self.integrity_sync.start),
-                "date_end_master": isoDate(self.integrity_sync.end),
-                "total_extra_valid": 0,
-                "total_files": dict(self.total_files),
-            },
-            "integrity_in_sync": self.integrity_in_sync,
-            "sync_agent_info_free": self.sync_agent_info_free,
-            "last_sync_agentinfo": {
-                "date_start_master": isoDate(self.agent_info.start),
-                "date_end_master": isoDate(self.agent_info.end),
-                "n_synced_chunks": self.agent_info.chunks,
-            },
-            "last_sync_agentgroup": {
-                "date_start": isoDate(self.agent_groups.start),
-                "date_end": isoDate(self.agent_groups.end),
-                "n_synced_chunks": self.agent_groups.chunks,
-            },
-            "last_sync_full_agentgroup": {
-                "date_start": isoDate(self.agent_groups_full.start),
-                "date_end": isoDate(self.agent_groups_full.end),
-                "n_synced_chunks": self.agent_groups_full.chunks,
-            },
-            "last_keep_alive": isoDate(self.last_keep_alive),
-        }
+        if self.start is None or self.end is None:
+            return None
+        return max(self.end - self.start, 0.0)
+
+    def masterDates(self):
+        """
+        C{{date_start_master, date_end_master}}.
+        """
+        return {"date_start_master": isoDate(self.start),
+                "date_end_master": isoDate(self.end)}
+
+    def dates(self, chunks=False):
+        """
+        C{{date_start, date_end}} (and C{n_synced_chunks}).
+        """
+        block = {"date_start": isoDate(self.start), "date_end": isoDate(self.end)}
+        if chunks:
+            block["n_synced_chunks"] = self.chunks
+        return block
+
+
+def defaultStatus():
+    """
+    The status block of a worker nothing is known about yet.
+    """
+    return {
+        "sync_integrity_free": True,
+        "last_check_integrity": {"date_start_master": NA, "date_end_master": NA},
+        "last_sync_integrity": {
+            "date_start_master": NA,
+            "date_end_master": NA,
+            "total_extra_valid": 0,
+            "total_files": {"missing": 0, "shared": 0, "extra": 0},
+        },
+        "integrity_in_sync": False,
+        "sync_agent_info_free": True,
+        "last_sync_agentinfo": {"date_start_master": NA, "date_end_master": NA,
+                                "n_synced_chunks": 0},
+        "last_sync_agentgroup": {"date_start": NA, "date_end": NA, "n_synced_chunks": 0},
+        "last_sync_full_agentgroup": {"date_start": NA, "date_end": NA,
+                                      "n_synced_chunks": 0},
+        "last_keep_alive": NA,
+    }
+
+
+def workerStatus(fields):
+    """
+    The C{status} block of C{get_health} for one worker: C{fields} (what its
+    sessions report) over the defaults.
+    """
+    status = defaultStatus()
+    status.update(fields)
+    return status
 
 
 def nodeInfo(name, nodeType, version, ip, activeAgents=0):

@@ -6,10 +6,19 @@ The local integrity of a node is a L{Snapshot}: for every synced file (the
 C{files} section of cluster.json, WAZUH.md section 2.4) its MD5, modification
 time, size and item, plus one digest of the whole set. L{scanFiles} builds it
 from the node home, re-hashing only files whose size, mtime, ctime or inode
-changed since the previous snapshot. Peers exchange snapshots as manifests
-(L{encodeManifest} / L{decodeManifest}, chunks of at most L{MAX_CHUNK} bytes)
-and L{compareManifests} says what a worker must create, update and delete:
-the master always wins.
+changed since the previous snapshot, and says which files changed.
+
+The digest is a multiset hash: the sum, modulo 2**256, of the SHA-256 of
+every C{path TAB md5} line.  It does not depend on the order of the files,
+and a change of k files updates it in O(k) (L{Snapshot.withChanges}): a
+worker that applied k files knows its new digest without rescanning, and the
+master's history of changes (L{wazuhcluster.integrity_history}) lets a worker
+receive only the changes since the digest it holds.
+
+Peers exchange manifests and deltas as records (L{wazuhcluster.chunks}):
+C{path TAB md5 TAB size} for a file, C{path TAB -} for a file removed (in a
+delta).  L{compareManifests} and L{compareDelta} say what a worker must
+create, update and delete: the master always wins.
 
 Everything here is pure and blocking: callers run it in a thread
 (C{deferToThread}), never on the reactor thread.
@@ -24,6 +33,7 @@ from types import MappingProxyType
 
 from attrs import Factory, field, frozen
 
+from wazuhcluster.chunks import MAX_CHUNK, RecordError, RecordReader, packRecords
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.pathrules import (
     MAX_PATH_BYTES,
@@ -36,11 +46,6 @@ from wazuhcluster.pathrules import (
 READ_SIZE = 1024 * 1024
 """
 Bytes read at a time while hashing a file.
-"""
-
-MAX_CHUNK = 60000
-"""
-The largest manifest chunk L{encodeManifest} produces, in bytes.
 """
 
 RACY_WINDOW_NS = 2_000_000_000
@@ -96,11 +101,27 @@ def _frozenMapping(files):
     return MappingProxyType(dict(files))
 
 
-def _computeDigest(snapshot):
-    digest = hashlib.sha256()
-    for path in sorted(snapshot.files):
-        digest.update(f"{path}\t{snapshot.files[path].md5}\n".encode("utf-8"))
-    return digest.hexdigest()
+_MODULUS = 1 << 256
+
+
+def entryHash(path, md5):
+    """
+    The contribution of one file to a snapshot digest.
+    """
+    line = f"{path}\t{md5}\n".encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.sha256(line).digest(), "big")
+
+
+def _total(files):
+    return sum(entryHash(path, meta.md5) for path, meta in files.items()) % _MODULUS
+
+
+def _computeTotal(snapshot):
+    return _total(snapshot.files)
+
+
+def _digestOf(snapshot):
+    return f"{snapshot.total:064x}"
 
 
 @frozen
@@ -110,16 +131,20 @@ class Snapshot:
 
     @ivar files: a read-only mapping of path (relative to the home,
         C{/}-separated) to L{FileMeta}.
-    @ivar digest: the hex SHA-256 over the sorted C{(path, md5)} pairs,
-        computed once: two snapshots with the same paths and contents have
-        the same digest whatever their modification times.
+    @ivar total: the multiset hash of the C{(path, md5)} pairs, as an
+        integer (computed from C{files} unless given).
+    @ivar digest: C{total} as 64 hex digits: two snapshots with the same
+        paths and contents have the same digest whatever their modification
+        times.
     """
 
     files: MappingProxyType = field(
         converter=_frozenMapping, repr=lambda files: f"<{len(files)} files>"
     )
+    total: int = field(default=Factory(_computeTotal, takes_self=True), eq=False,
+                       repr=False)
     digest: str = field(
-        init=False, eq=False, default=Factory(_computeDigest, takes_self=True)
+        init=False, eq=False, default=Factory(_digestOf, takes_self=True)
     )
 
     @classmethod
@@ -138,6 +163,39 @@ class Snapshot:
         """
         return {path: (meta.md5, meta.size) for path, meta in self.files.items()}
 
+    def withChanges(self, changes):
+        """
+        This snapshot with C{changes} applied, its digest updated in O(k).
+
+        @param changes: a mapping of path to its new L{FileMeta}, or L{None}
+            for a file that is gone.
+        @rtype: L{Snapshot}
+        """
+        files = dict(self.files)
+        total = self.total
+        for path, meta in changes.items():
+            old = files.pop(path, None)
+            if old is not None:
+                total -= entryHash(path, old.md5)
+            if meta is not None:
+                files[path] = meta
+                total += entryHash(path, meta.md5)
+        return Snapshot(files, total % _MODULUS)
+
+    def changesFrom(self, other):
+        """
+        What changed from C{other} to this snapshot (O(n)).
+
+        @return: a dict of path to L{FileMeta} (new or changed contents) or
+            L{None} (gone).
+        """
+        changes = {path: None for path in other.files if path not in self.files}
+        for path, meta in self.files.items():
+            old = other.files.get(path)
+            if old is None or (old.md5, old.size) != (meta.md5, meta.size):
+                changes[path] = meta
+        return changes
+
 
 @frozen
 class ScanResult:
@@ -151,12 +209,19 @@ class ScanResult:
         or directory could be; never followed nor synced.
     @ivar errors: one C{"path: reason"} text per file or directory that could
         not be read (it is left out of the snapshot).
+    @ivar changes: what changed since the previous snapshot: path to new
+        L{FileMeta}, or L{None} for a file gone (every file when there was
+        no previous snapshot).
+    @ivar skippedNames: entries skipped because their name is not UTF-8 (or
+        holds control characters), as C{repr}s of their path.
     """
 
     snapshot: Snapshot
     rehashed: int
     skippedSymlinks: tuple
     errors: tuple
+    changes: dict = field(factory=dict, eq=False, repr=False)
+    skippedNames: tuple = ()
 
 
 def hashFile(path, buffer=None):
@@ -207,6 +272,7 @@ class _Scan:
         self.rehashed = 0
         self.symlinks = []
         self.errors = []
+        self.skippedNames = []
 
     def walkItem(self, item):
         """
@@ -232,7 +298,10 @@ class _Scan:
         """
         name = entry.name
         relpath = reldir + name
-        if segmentProblem(name) is not None:
+        problem = segmentProblem(name)
+        if problem is not None:
+            if "undecodable" in problem or "control" in problem:
+                self.skippedNames.append(ascii(relpath))
             return
         if entry.is_symlink():
             if item.recursive or nameProblem(self.fileset, item, name) is None:
@@ -310,96 +379,144 @@ def scanFiles(root, fileset, previous=None):
     scan = _Scan(root, fileset, previous)
     for item in fileset.items:
         scan.walkItem(item)
+    snapshot, changes = _withChanges(previous, scan.files)
     return ScanResult(
-        Snapshot(scan.files),
+        snapshot,
         scan.rehashed,
         tuple(sorted(scan.symlinks)),
         tuple(scan.errors),
+        changes,
+        tuple(sorted(scan.skippedNames)),
     )
 
 
-def encodeManifest(snapshot):
+def _withChanges(previous, files):
     """
-    Serialise a snapshot for the wire.
-
-    Each file is one UTF-8 line C{path TAB md5 TAB size LF} (paths of synced
-    files never hold control characters); lines are packed, in path order,
-    into chunks of at most L{MAX_CHUNK} bytes, never splitting a line. An
-    empty snapshot yields no chunk.
-
-    @param snapshot: a L{Snapshot}, or a mapping of path to C{(md5, size)}.
-    @return: an iterator of L{bytes} chunks.
+    The new snapshot of C{files} and what changed since C{previous}, its
+    digest updated from the previous one (every unchanged file kept its
+    L{FileMeta} object, so changes are found by identity first).
     """
-    manifest = snapshot.manifest() if isinstance(snapshot, Snapshot) else snapshot
-    parts = []
-    length = 0
-    for path in sorted(manifest):
-        md5, size = manifest[path]
-        line = f"{path}\t{md5}\t{size}\n".encode("utf-8")
-        if len(line) > MAX_CHUNK:
-            raise ValueError(f"manifest entry too long: {path!r}")
-        if length + len(line) > MAX_CHUNK:
-            yield b"".join(parts)
-            parts, length = [], 0
-        parts.append(line)
-        length += len(line)
-    if parts:
-        yield b"".join(parts)
+    if previous is None:
+        return Snapshot(files), dict(files)
+    old = previous.files
+    changes = {path: None for path in old if path not in files}
+    total = previous.total
+    for path in changes:
+        total -= entryHash(path, old[path].md5)
+    for path, meta in files.items():
+        before = old.get(path)
+        if before is meta:
+            continue
+        if before is not None and (before.md5, before.size) == (meta.md5, meta.size):
+            continue
+        changes[path] = meta
+        if before is not None:
+            total -= entryHash(path, before.md5)
+        total += entryHash(path, meta.md5)
+    return Snapshot(files, total % _MODULUS), changes
+
+
+def manifestRecord(path, entry):
+    """
+    The record of one file (C{(md5, size)}), or of a removed file (L{None}).
+    """
+    if entry is None:
+        return f"{path}\t-".encode("utf-8")
+    md5, size = entry
+    return f"{path}\t{md5}\t{size}".encode("utf-8")
+
+
+def manifestRecords(manifest):
+    """
+    The records of a manifest or a delta, in path order.
+
+    @param manifest: a L{Snapshot}, or a mapping of path to C{(md5, size)}
+        (or L{None} for a removed file, in a delta).
+    """
+    if isinstance(manifest, Snapshot):
+        manifest = manifest.manifest()
+    return (manifestRecord(path, manifest[path]) for path in sorted(manifest))
+
+
+def encodeManifest(manifest, limit=MAX_CHUNK):
+    """
+    Serialise a manifest (or a delta) for the wire: its records packed into
+    chunks (L{wazuhcluster.chunks.packRecords}).
+
+    @return: a list of L{bytes} chunks; none for an empty manifest.
+    """
+    return [chunk for _, chunk in packRecords(manifestRecords(manifest), limit)]
 
 
 class ManifestDecoder:
     """
-    Decode manifest chunks as they arrive, validating each entry.
+    Decode manifest or delta chunks as they arrive, validating each entry.
 
-    @ivar entries: the decoded mapping of path to C{(md5, size)} so far.
+    @ivar entries: the decoded mapping of path to C{(md5, size)} (or L{None}
+        for a removed file, when deletions are allowed) so far.
     """
 
-    def __init__(self, fileset=None, maxEntries=None):
+    def __init__(self, fileset=None, maxEntries=None, deletions=False):
         """
         @param fileset: if given, every path must be accepted by
             L{checkSyncedPath} for this file set.
-        @param maxEntries: if given, refuse manifests with more entries.
+        @param maxEntries: if given, refuse more entries.
+        @param deletions: accept C{path TAB -} records (a delta).
         """
         self._fileset = fileset
-        self._maxEntries = maxEntries
+        self._deletions = deletions
+        self._reader = RecordReader(maxRecordLength=MAX_PATH_BYTES + 64,
+                                    maxRecords=maxEntries)
         self.entries = {}
 
     def feed(self, chunk):
         """
         Decode one chunk.
 
-        @param chunk: L{bytes} holding whole lines (at most L{MAX_CHUNK}).
         @raise MalformedManifest: if the chunk or one of its entries is
-            malformed.
+            malformed, or a bound is broken.
         """
-        if not isinstance(chunk, bytes):
-            raise MalformedManifest("chunk is not bytes")
-        if len(chunk) > MAX_CHUNK:
-            raise MalformedManifest(f"chunk of {len(chunk)} bytes")
-        if not chunk.endswith(b"\n"):
-            raise MalformedManifest("chunk does not end with a complete entry")
         try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedManifest("chunk is not UTF-8") from None
-        for line in text[:-1].split("\n"):
+            records = self._reader.feed(chunk)
+        except RecordError as e:
+            raise MalformedManifest(str(e)) from None
+        for record in records:
+            try:
+                line = record.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedManifest("an entry is not UTF-8") from None
             self._addLine(line)
+
+    def finish(self):
+        """
+        The manifest ended.
+
+        @return: the entries.
+        @raise MalformedManifest: it ended inside an entry.
+        """
+        try:
+            self._reader.finish()
+        except RecordError as e:
+            raise MalformedManifest(str(e)) from None
+        return self.entries
 
     def _addLine(self, line):
         fields = line.split("\t")
-        if len(fields) != 3:
-            raise MalformedManifest(f"entry {line[:100]!r} has not 3 fields")
-        path, md5, size = fields
-        if not _MD5.match(md5):
-            raise MalformedManifest(f"bad MD5 {md5[:40]!r} for {path[:100]!r}")
-        if not _SIZE.match(size):
-            raise MalformedManifest(f"bad size {size[:40]!r} for {path[:100]!r}")
+        if self._deletions and len(fields) == 2 and fields[1] == "-":
+            path, entry = fields[0], None
+        else:
+            if len(fields) != 3:
+                raise MalformedManifest(f"entry {line[:100]!r} has not 3 fields")
+            path, md5, size = fields
+            if not _MD5.match(md5):
+                raise MalformedManifest(f"bad MD5 {md5[:40]!r} for {path[:100]!r}")
+            if not _SIZE.match(size):
+                raise MalformedManifest(f"bad size {size[:40]!r} for {path[:100]!r}")
+            entry = (md5, int(size))
         if path in self.entries:
             raise MalformedManifest(f"duplicate entry {path[:100]!r}")
         self._checkPath(path)
-        if self._maxEntries is not None and len(self.entries) >= self._maxEntries:
-            raise MalformedManifest(f"more than {self._maxEntries} entries")
-        self.entries[path] = (md5, int(size))
+        self.entries[path] = entry
 
     def _checkPath(self, path):
         if self._fileset is not None:
@@ -413,19 +530,20 @@ class ManifestDecoder:
             raise MalformedManifest(f"bad path {path[:100]!r}")
 
 
-def decodeManifest(chunks, fileset=None):
+def decodeManifest(chunks, fileset=None, deletions=False):
     """
     Decode the chunks made by L{encodeManifest}.
 
     @param chunks: an iterable of L{bytes}.
     @param fileset: if given, also check every path with L{checkSyncedPath}.
-    @return: a L{dict} of path to C{(md5, size)}.
+    @param deletions: accept removed-file records (a delta).
+    @return: a L{dict} of path to C{(md5, size)} (or L{None}).
     @raise MalformedManifest: on any malformed chunk or entry.
     """
-    decoder = ManifestDecoder(fileset)
+    decoder = ManifestDecoder(fileset, deletions=deletions)
     for chunk in chunks:
         decoder.feed(chunk)
-    return decoder.entries
+    return decoder.finish()
 
 
 @frozen
@@ -468,4 +586,28 @@ def compareManifests(master, worker):
         for path, entry in master.items()
         if path in worker and tuple(worker[path]) != tuple(entry)
     )
+    return Comparison(tuple(missing), tuple(shared), tuple(extra))
+
+
+def compareDelta(delta, worker):
+    """
+    What a worker holding the master's earlier state must do to reach the
+    master's current one, from the changes in between: O(changes).
+
+    @param delta: path to C{(md5, size)}, or L{None} for a file the master
+        removed.
+    @param worker: the worker's mapping of path to C{(md5, size)}.
+    @rtype: L{Comparison}
+    """
+    missing, shared, extra = [], [], []
+    for path in sorted(delta):
+        entry = delta[path]
+        mine = worker.get(path)
+        if entry is None:
+            if mine is not None:
+                extra.append(path)
+        elif mine is None:
+            missing.append(path)
+        elif tuple(mine) != tuple(entry):
+            shared.append(path)
     return Comparison(tuple(missing), tuple(shared), tuple(extra))

@@ -109,7 +109,8 @@ class LocalIntegrity(Service):
         self._runInThread = runInThread
         self._watcher = None
         if watch:
-            self._watcher = TreeWatcher(root, fileset, self.trigger, reactor, self.log)
+            self._watcher = TreeWatcher(root, fileset, self.trigger, reactor, self.log,
+                                        clock=self._clock, runInThread=runInThread)
         self._subscribers = []
         self._readyWaiters = []
         self._scanWaiters = []
@@ -118,8 +119,7 @@ class LocalIntegrity(Service):
         self._triggerCall = None
         self._triggerDeadline = None
         self._loop = None
-        self._symlinks = frozenset()
-        self._errors = frozenset()
+        self._reporter = ScanReporter(self.log)
 
     # -- public API ---------------------------------------------------------
 
@@ -137,8 +137,10 @@ class LocalIntegrity(Service):
 
     def subscribe(self, callback):
         """
-        Call C{callback(snapshot)} on every new digest, the first scan's
-        included (not at once with the current snapshot: see L{whenReady}).
+        Call C{callback(snapshot, changes)} on every new digest, the first
+        scan's included (not at once with the current snapshot: see
+        L{whenReady}); C{changes} maps each path that changed to its new
+        L{wazuhcluster.integrity.FileMeta}, or L{None} when it is gone.
         Errors it raises are logged and ignored.
 
         @return: a callable without arguments that unsubscribes.
@@ -176,8 +178,14 @@ class LocalIntegrity(Service):
 
     def startService(self):
         super().startService()
-        if self._watcher is not None:
-            self._watcher.start()
+        if self._watcher is None:
+            self._startLoop()
+            return
+        # The first scan starts once the directories are watched: a change
+        # made after it is always seen.
+        self._watcher.start().addCallback(lambda _: self.running and self._startLoop())
+
+    def _startLoop(self):
         self._loop = LoopingCall(self._periodic)
         self._loop.clock = self._clock
         self._loop.start(self.interval, now=True).addErrback(
@@ -267,12 +275,11 @@ class LocalIntegrity(Service):
             count=len(result.snapshot.files),
             rehashed=result.rehashed,
         )
-        self._reportSymlinks(result.skippedSymlinks)
-        self._reportErrors(result.errors)
+        self._reporter.report(result)
         if first:
             self._fireReady()
         if changed:
-            self._notify(result.snapshot)
+            self._notify(result.snapshot, result.changes)
         return result.snapshot
 
     def _failed(self, failure):
@@ -305,14 +312,37 @@ class LocalIntegrity(Service):
         for d in waiters:
             d.callback(self.snapshot)
 
-    def _notify(self, snapshot):
+    def _notify(self, snapshot, changes):
         for callback in list(self._subscribers):
             try:
-                callback(snapshot)
+                callback(snapshot, changes)
             except Exception:
                 self.log.failure(
                     "Error in a local integrity subscriber", level=LogLevel.error
                 )
+
+
+class ScanReporter:
+    """
+    Tells the log what a scan skipped: each symbolic link and each file name
+    that cannot be synced once (again if it comes back after disappearing),
+    each unreadable file at error level when it first fails and at debug
+    level while it keeps failing.
+    """
+
+    def __init__(self, log):
+        self.log = log
+        self._symlinks = frozenset()
+        self._names = frozenset()
+        self._errors = frozenset()
+
+    def report(self, result):
+        """
+        Log what L{wazuhcluster.integrity.ScanResult} C{result} skipped.
+        """
+        self._reportSymlinks(result.skippedSymlinks)
+        self._reportNames(result.skippedNames)
+        self._reportErrors(result.errors)
 
     def _reportSymlinks(self, symlinks):
         """
@@ -323,6 +353,17 @@ class LocalIntegrity(Service):
         for path in sorted(current - self._symlinks):
             self.log.warn("Symlinks are never synced: {path} skipped", path=path)
         self._symlinks = current
+
+    def _reportNames(self, names):
+        """
+        Warn once about each file whose name cannot be synced (not UTF-8, or
+        holding control characters).
+        """
+        current = frozenset(names)
+        for name in sorted(current - self._names):
+            self.log.warn("File names must be UTF-8 without control characters: {path} "
+                          "skipped", path=name)
+        self._names = current
 
     def _reportErrors(self, errors):
         """

@@ -1,12 +1,24 @@
-# -*- test-case-name: tests.test_hello -*-
+# -*- test-case-name: tests.test_hello,tests.test_stop -*-
 """
 What a master and a worker node have in common: their configuration, the
-clock and reactor they run on, how they run blocking work, and their
-features.
+clock and reactor they run on, how they run blocking work, their features
+(L{wazuhcluster.session.IFeature}), and a stop that waits.
+
+Stopping a node (SIGTERM, C{stopService}) runs in order: stop accepting or
+making connections and drop the current ones, wait until every session of
+every connection has stopped (its rounds, thread jobs and disk work
+finished or unwound) and the staging directories are clean, then stop the
+features (their timers, their running rounds), then the other services in
+reverse order of their start; the agent store is closed last, after its
+last use.
 """
 
-from twisted.application.service import MultiService
-from twisted.protocols import amp
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import maybeDeferred, succeed
+from twisted.logger import LogLevel
+
+from wazuhcluster.session import IFeature, SessionGroup
+from wazuhcluster.staging import cleanStaging
 
 
 class NodeService(MultiService):
@@ -15,22 +27,19 @@ class NodeService(MultiService):
     L{wazuhcluster.worker.client.WorkerService}.
 
     @ivar runInThread: how blocking work (hashing, tree walks, applying
-        files, database work) leaves the reactor thread; tests inject a
-        synchronous one.
-    @ivar watchFiles: whether features may watch files with inotify.
+        files, database work) leaves the reactor thread.
     @ivar clock: the clock of every timer (injectable for tests).
-    @ivar features: the feature services, in the order they were added.
+    @ivar features: the L{IFeature} services, in the order they were added.
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
-                 runInThread=None, watchFiles=True):
+                 runInThread=None):
         super().__init__()
         if runInThread is None:
             from twisted.internet.threads import deferToThread as runInThread
         if reactor is None:
             from twisted.internet import reactor
         self.runInThread = runInThread
-        self.watchFiles = watchFiles
         self.home = home
         self.config = config
         self.items = items
@@ -41,41 +50,73 @@ class NodeService(MultiService):
 
     def addFeature(self, feature):
         """
-        Add a feature service; subclasses say which hooks it may have.
+        Add a feature service (it provides L{IFeature}).
         """
+        if not IFeature.providedBy(feature):
+            raise TypeError(f"{feature!r} does not provide IFeature")
         self.features.append(feature)
         feature.setServiceParent(self)
+        return feature
 
-    def featureLocators(self, connection):
+    def feature(self, name):
         """
-        The responders of every feature for C{connection} (from their
-        optional C{locatorFor(connection)}).
+        The feature called C{name}.
         """
-        locators = []
         for feature in self.features:
-            locatorFor = getattr(feature, "locatorFor", None)
-            locator = locatorFor(connection) if locatorFor is not None else None
-            if locator is not None:
-                locators.append(locator)
-        return locators
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
 
+    def sessionsFor(self, peer):
+        """
+        A new L{SessionGroup}: one session of every feature for C{peer}.
+        """
+        return SessionGroup([feature.sessionFor(peer) for feature in self.features],
+                            peer.log)
 
-class FeatureResponders(amp.AMP):
-    """
-    An AMP connection whose commands are answered by its own responders,
-    then by its features' locators (filled in once the peer is
-    authenticated).
-    """
+    def cleanStaging(self, peerName):
+        """
+        Empty C{queue/cluster/<peerName>/} in a thread.
 
-    def __init__(self):
-        super().__init__()
-        self.locators = []
+        @return: a Deferred firing when done (never failing: logged).
+        """
+        d = self.runInThread(cleanStaging, self.home.staging(peerName))
+        d.addErrback(lambda f: self.log.failure(
+            "Could not clean the staging directory of {peer}", f, level=LogLevel.error,
+            peer=peerName))
+        return d
 
-    def locateResponder(self, name):
-        responder = super().locateResponder(name)
-        if responder is None:
-            for locator in self.locators:
-                responder = locator.locateResponder(name)
-                if responder is not None:
-                    break
-        return responder
+    def stopConnections(self):
+        """
+        Stop accepting or making connections, drop the current ones, and
+        wait until every one of their sessions stopped.  Subclasses say how.
+
+        @return: a Deferred.
+        """
+        return succeed(None)
+
+    def stopService(self):
+        """
+        Stop in order (see the module docstring).
+
+        @return: a Deferred firing once everything stopped.
+        """
+        Service.stopService(self)
+        d = maybeDeferred(self.stopConnections)
+        d.addErrback(self._stopFailed, "the connections")
+        features = list(reversed(self.features))
+        others = [s for s in reversed(list(self)) if s not in self.features]
+        for service in features + others:
+            d.addCallback(self._stopChild, service)
+        return d
+
+    def _stopChild(self, ignored, service):
+        if not service.running:
+            return None
+        d = maybeDeferred(service.stopService)
+        return d.addErrback(self._stopFailed, getattr(service, "name", None) or service)
+
+    def _stopFailed(self, failure, what):
+        self.log.failure("Error stopping {what}", failure, level=LogLevel.error,
+                         what=str(what))
+        return None

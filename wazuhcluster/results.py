@@ -1,7 +1,10 @@
 # -*- test-case-name: tests.test_control -*-
 """
-Results larger than one AMP value: kept by the answering side and fetched in
-chunks of at most L{MAX_CHUNK} bytes by the asking side.
+Results larger than one AMP value: one JSON record (L{wazuhcluster.chunks})
+kept by the answering side and fetched in chunks by the asking side.
+
+The results one connection keeps are bounded by count and by bytes: the
+oldest are dropped first.
 """
 
 import json
@@ -10,43 +13,46 @@ from collections import OrderedDict
 
 from twisted.internet.defer import inlineCallbacks
 
-from wazuhcluster.commands import (
-    MAX_CHUNK,
-    ControlFailed,
-    ControlRequest,
-    FetchResultChunk,
-)
+from wazuhcluster.chunks import chunkRecords, decodeJson, encodeJson, readRecords
+from wazuhcluster.commands import ControlFailed, ControlRequest, FetchResultChunk
 
+#: The most bytes of results one connection keeps.
+MAX_RESULT_BYTES = 16 * 1024 * 1024
 
-def splitChunks(payload, size=MAX_CHUNK):
-    """
-    Cut C{payload} (bytes) into chunks of at most C{size} bytes; an empty
-    payload is one empty chunk.
-    """
-    return [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+#: The largest result a client accepts.
+MAX_RESULT = 64 * 1024 * 1024
 
 
 class ResultStore:
     """
     The results one connection is serving, oldest dropped first.
-
-    @ivar maxResults: how many pending results are kept at most.
     """
 
-    def __init__(self, maxResults=16):
+    def __init__(self, maxResults=16, maxBytes=MAX_RESULT_BYTES):
         self.maxResults = maxResults
+        self.maxBytes = maxBytes
+        self.bytes = 0
         self._results = OrderedDict()
 
-    def put(self, payload):
+    def put(self, value):
         """
-        Keep C{payload} for fetching; return the L{ControlRequest} answer.
+        Keep C{value} (a JSON-able value, or JSON bytes) for fetching; return
+        the L{ControlRequest} answer.
         """
-        chunks = splitChunks(payload)
+        record = value if isinstance(value, bytes) else encodeJson(value)
+        chunks = chunkRecords([record])
         resultId = uuid.uuid4().hex
         if len(chunks) > 1:
+            size = sum(len(c) for c in chunks)
+            if size > self.maxBytes:
+                raise ControlFailed(
+                    f"Error 3038 - The result ({size} bytes) is larger than "
+                    f"{self.maxBytes} bytes")
             self._results[resultId] = chunks
-            while len(self._results) > self.maxResults:
-                self._results.popitem(last=False)
+            self.bytes += size
+            while len(self._results) > self.maxResults or self.bytes > self.maxBytes:
+                _, dropped = self._results.popitem(last=False)
+                self.bytes -= sum(len(c) for c in dropped)
         return {"result_id": resultId, "chunks": len(chunks), "data": chunks[0]}
 
     def fetch(self, resultId, index):
@@ -59,11 +65,12 @@ class ResultStore:
             raise ControlFailed("Error 3038 - Unknown result or chunk requested")
         if index == len(chunks) - 1:
             del self._results[resultId]
+            self.bytes -= sum(len(c) for c in chunks)
         return {"data": chunks[index]}
 
 
 @inlineCallbacks
-def callControl(protocol, request, arguments=None):
+def callControl(protocol, request, arguments=None, maxBytes=MAX_RESULT):
     """
     Send a L{ControlRequest} over C{protocol} and gather the whole JSON
     result.
@@ -73,10 +80,16 @@ def callControl(protocol, request, arguments=None):
     answer = yield protocol.callRemote(
         ControlRequest, request=request, arguments=json.dumps(arguments or {})
     )
+    chunks = answer["chunks"]
+    if not 0 < chunks <= maxBytes // 60000 + 1:
+        raise ControlFailed(f"Error 3038 - A result announced in {chunks} chunks")
     parts = [answer["data"]]
-    for index in range(1, answer["chunks"]):
+    for index in range(1, chunks):
         chunk = yield protocol.callRemote(
             FetchResultChunk, result_id=answer["result_id"], index=index
         )
         parts.append(chunk["data"])
-    return json.loads(b"".join(parts))
+    records = readRecords(parts, maxRecordLength=maxBytes, maxRecords=1)
+    if len(records) != 1:
+        raise ControlFailed("Error 3038 - A result without its value")
+    return decodeJson(records[0], maxDepth=64)

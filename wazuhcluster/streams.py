@@ -1,457 +1,437 @@
 # -*- test-case-name: tests.test_streams -*-
 """
-Files over AMP with bounded memory.
+Files over AMP with bounded memory, the disk work off the reactor thread.
 
-The sender reads each file with L{twisted.protocols.basic.FileSender} (a pull
-producer) into a L{ChunkConsumer}, which cuts the bytes into chunk commands
-of at most L{MAX_CHUNK} bytes and stops asking the producer for more while a
-window of bytes is unacknowledged.  Files travel back to back in one framed
-stream (a header line C{<path>\\t<md5>\\t<size>\\n}, then exactly C{size}
-bytes), so many small files share a chunk and no file costs a round trip.
+The stream of one integrity round is a sequence of records::
 
-The receiver, L{FileStreamReceiver}, parses the stream into a
-L{wazuhcluster.staging.StagedSync}, which verifies every file and applies
-them all at once.
+    F TAB <path> LF                 a file begins
+    D TAB <n> LF <n bytes>          bytes of it
+    E TAB <md5> TAB <size> LF       it ended: what was sent, in all
+    X TAB <path> TAB <reason> LF    the file is not sent this round (gone,
+                                    unreadable); drop what came of it
+
+The sender reads every file once, computing its MD5 while it reads
+(L{FileReader}, in a thread): each round carries a consistent version of
+every file even while the master's files keep changing, and the next round
+brings anything newer.  L{StreamSender} sends what the reader produced as
+L{wazuhcluster.commands.FileData} commands, at most C{window} bytes
+unacknowledged, reading the next batch in the session's thread while the
+previous ones travel.  L{StreamReceiver} parses the stream into a
+L{wazuhcluster.staging.StagedSync}, in the worker's session thread.
+
+Every file is opened without following a symbolic link at any component of
+its path (C{openBeneath}).
 """
 
+import hashlib
 import os
+import stat
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer
-from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from wazuhcluster.commands import FILE_DATA_VALUES, MAX_CHUNK, SyncAborted
+from wazuhcluster.chunks import MAX_CHUNK, splitBytes
+from wazuhcluster.commands import FILE_DATA_VALUES
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.staging import StagingError, isDiskFull
 
-#: Bytes a sender may have sent and not yet seen acknowledged.
-DEFAULT_WINDOW = 16 * MAX_CHUNK
-
-#: The bytes one chunk command carries (L{FILE_DATA_VALUES} values).
+#: The bytes one FileData command carries.
 STREAM_CHUNK = FILE_DATA_VALUES * MAX_CHUNK
 
-#: The longest header line accepted (a path is at most 4096 bytes).
-MAX_HEADER = 4096 + 64
+#: Bytes a sender may have sent and not seen acknowledged.
+DEFAULT_WINDOW = 4 * STREAM_CHUNK
+
+#: The longest record line accepted (a path is at most 4096 bytes).
+MAX_HEADER = 4096 + 128
+
+#: The longest D record accepted.
+MAX_DATA_RECORD = 16 * 1024 * 1024
+
+#: How far ahead of the file being read the disk is asked to read.
+PREFETCH_FILES = 256
+PREFETCH_BYTES = 32 * 1024 * 1024
+
+_READ_PIECE = 1024 * 1024
 
 
 class StreamError(ClusterError):
     """
-    A file stream could not be sent (a file changed or vanished meanwhile).
+    A file stream is malformed.
     """
 
     code = 3035
 
 
-def encodeHeader(relpath, md5, size):
+def openBeneath(rootPath, relpath):
     """
-    The header line announcing one file of a stream.
+    Open C{relpath} below C{rootPath} for reading, never following a
+    symbolic link (each directory is opened relative to its parent with
+    C{O_NOFOLLOW}), and only a regular file.
+
+    @return: the file descriptor.
+    @raise OSError: it cannot be opened, a component is a link (C{ELOOP}) or
+        not a directory, or the file is not a regular file.
     """
-    return f"{relpath}\t{md5}\t{size}\n".encode("utf-8")
+    parts = relpath.split("/")
+    directory = os.open(rootPath, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                            | os.O_CLOEXEC, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=directory)
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(f"{relpath} is not a regular file")
+    return fd
 
 
-@implementer(IConsumer)
-class ChunkConsumer:
-    """
-    Turns a producer's writes into chunk sends, at most C{window} bytes
-    unacknowledged.
+def _record(*fields):
+    return ("\t".join(fields) + "\n").encode("utf-8")
 
-    @ivar send: called with each chunk (L{bytes}); returns a Deferred that
-        fires when the peer acknowledged it.
-    @ivar inFlight: bytes sent and not yet acknowledged.
-    @ivar maxInFlight: the most bytes ever in flight (for tests).
+
+class FileReader:
+    """
+    Produces the stream of some files of a home, a batch at a time.
+    Blocking: every method runs in the session's thread, one at a time.
     """
 
-    def __init__(self, send, window=DEFAULT_WINDOW, chunkSize=MAX_CHUNK):
+    def __init__(self, root, relpaths, prefetch=True):
+        """
+        @param root: the home's path (L{str}).
+        @param relpaths: the files to send, in order.
+        """
+        self.root = root
+        self.relpaths = list(relpaths)
+        self.prefetch = prefetch
+        self.sent = 0
+        self.gone = {}
+        self._index = 0
+        self._advised = 0
+        self._fd = None
+        self._md5 = None
+        self._size = 0
+
+    def read(self, budget):
+        """
+        The next bytes of the stream: about C{budget} of them (a file's
+        records may go a little over), or C{b""} once everything was read.
+        """
+        out = bytearray()
+        while len(out) < budget:
+            if self._fd is None:
+                if self._index == len(self.relpaths):
+                    break
+                self._advise()
+                self._open(out)
+                continue
+            relpath = self.relpaths[self._index - 1]
+            try:
+                piece = os.read(self._fd, min(_READ_PIECE, max(budget - len(out), 4096)))
+            except OSError as e:
+                self._closeFile()
+                self._skip(out, relpath, e.strerror or str(e))
+                continue
+            if not piece:
+                out += _record("E", self._md5.hexdigest(), str(self._size))
+                self._closeFile()
+                continue
+            self._md5.update(piece)
+            self._size += len(piece)
+            out += _record("D", str(len(piece)))
+            out += piece
+        self.sent += len(out)
+        return bytes(out)
+
+    def _open(self, out):
+        relpath = self.relpaths[self._index]
+        self._index += 1
+        try:
+            self._fd = openBeneath(self.root, relpath)
+        except OSError as e:
+            self._skip(out, relpath, e.strerror or str(e), begun=False)
+            return
+        self._md5 = hashlib.md5()
+        self._size = 0
+        out += _record("F", relpath)
+
+    def _skip(self, out, relpath, reason, begun=True):
+        self.gone[relpath] = reason
+        out += _record("X", relpath, reason.replace("\t", " ").replace("\n", " ")[:200])
+
+    def _closeFile(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _advise(self):
+        """
+        Ask the kernel to start reading the next files (a hint: opening a
+        file whose inode is not cached waits for the disk; reading ahead
+        lets those waits overlap).
+        """
+        if not self.prefetch or self._advised > self._index + PREFETCH_FILES // 2:
+            return
+        start = max(self._advised, self._index)
+        end = min(len(self.relpaths), start + PREFETCH_FILES)
+        for relpath in self.relpaths[start:end]:
+            try:
+                fd = openBeneath(self.root, relpath)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        self._advised = end
+
+    def close(self):
+        """
+        Release the file being read, if any.
+        """
+        self._closeFile()
+
+
+class StreamSender:
+    """
+    Sends a L{FileReader}'s stream as chunks, at most C{window} bytes
+    unacknowledged, reading ahead in the session's thread queue.
+
+    @ivar inFlight: bytes sent and not acknowledged yet.
+    @ivar maxInFlight: the most ever in flight (for tests).
+    """
+
+    def __init__(self, reader, send, queue, window=DEFAULT_WINDOW, chunkSize=STREAM_CHUNK):
+        """
+        @param send: called with each chunk; returns a Deferred firing when
+            the peer acknowledged it.
+        @param queue: the session's L{wazuhcluster.session.ThreadQueue}.
+        """
         if window < chunkSize:
             raise ValueError("the window must hold at least one chunk")
+        self.reader = reader
         self.send = send
+        self.queue = queue
         self.window = window
         self.chunkSize = chunkSize
         self.inFlight = 0
         self.maxInFlight = 0
-        self.failure = None
         self._buffer = bytearray()
-        self._producer = None
-        self._pumping = False
-        self._drained = []
-
-    # -- IConsumer -----------------------------------------------------------
-
-    def registerProducer(self, producer, streaming):
-        if streaming:
-            raise ValueError("ChunkConsumer takes pull producers only")
-        self._producer = producer
-        self._pump()
-
-    def unregisterProducer(self):
-        self._producer = None
-
-    def write(self, data):
-        self._buffer += data
-        self._emit(final=False)
-
-    # -- flow ----------------------------------------------------------------
-
-    def _room(self):
-        return self.inFlight + self.chunkSize <= self.window
-
-    def _emit(self, final):
-        while self.failure is None and self._room() and (
-            len(self._buffer) >= self.chunkSize or (final and self._buffer)
-        ):
-            chunk = bytes(self._buffer[: self.chunkSize])
-            del self._buffer[: self.chunkSize]
-            self.inFlight += len(chunk)
-            self.maxInFlight = max(self.maxInFlight, self.inFlight)
-            d = self.send(chunk)
-            d.addCallbacks(self._acknowledged, self._failed, callbackArgs=(len(chunk),))
-
-    def _pump(self):
-        """
-        Ask the producer for more while there is room (a loop, not
-        recursion: a big file is thousands of reads).
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while (self._producer is not None and self.failure is None
-                   and self._room() and len(self._buffer) < self.chunkSize):
-                self._producer.resumeProducing()
-        finally:
-            self._pumping = False
-
-    def _acknowledged(self, result, size):
-        self.inFlight -= size
-        self._emit(final=self._finishing)
-        self._pump()
-        self._checkDrained()
-
-    def _failed(self, failure):
-        if self.failure is None:
-            self.failure = failure
-            if self._producer is not None:
-                producer, self._producer = self._producer, None
-                producer.stopProducing()
-        self._checkDrained()
-
-    _finishing = False
-
-    def flush(self):
-        """
-        Send what is buffered; fire when every chunk was acknowledged (or
-        fail with the first chunk failure).
-        """
-        self._finishing = True
-        d = Deferred()
-        self._drained.append(d)
-        self._emit(final=True)
-        self._checkDrained()
-        return d
-
-    def abort(self, failure):
-        """
-        Stop: the stream is abandoned.
-        """
-        self._failed(failure)
-
-    def _checkDrained(self):
-        if not self._drained:
-            return
-        if self.failure is not None:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.errback(self.failure)
-        elif self.inFlight == 0 and not self._buffer:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
-
-
-@implementer(IConsumer)
-class _ExactLength:
-    """
-    Passes a file's bytes on, refusing more than its announced size.
-    """
-
-    def __init__(self, consumer, size, relpath):
-        self.consumer = consumer
-        self.remaining = size
-        self.relpath = relpath
-        self.producer = None
-
-    def registerProducer(self, producer, streaming):
-        self.producer = producer
-        self.consumer.registerProducer(producer, streaming)
-
-    def unregisterProducer(self):
-        self.consumer.unregisterProducer()
-
-    def write(self, data):
-        if len(data) > self.remaining:
-            self.consumer.abort(Failure(StreamError(
-                f"File {self.relpath!r} grew while it was being sent")))
-            return
-        self.remaining -= len(data)
-        self.consumer.write(data)
-
-
-#: How far ahead of the file being sent the disk is asked to read.
-PREFETCH_FILES = 512
-PREFETCH_BYTES = 32 * 1024 * 1024
-
-
-def adviseWillNeed(paths):
-    """
-    Ask the kernel to start reading C{paths} (run in a thread: opening a
-    file whose inode is not cached waits for the disk).  Missing files and
-    errors are ignored: this is only a hint.
-    """
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-class _Prefetcher:
-    """
-    Keeps the disk reading ahead of a L{FileStreamSender}, in a thread, so
-    that the reactor thread's reads of many small files hit the page cache
-    instead of waiting for the disk one file at a time.
-    """
-
-    def __init__(self, root, files, runInThread):
-        self.root = root
-        self.files = files
-        self.runInThread = runInThread
-        self.advised = 0
-        self.running = False
-
-    def ahead(self, index):
-        """
-        The sender is at file C{index}: make sure what follows is on its way.
-        """
-        if self.running or self.advised >= len(self.files):
-            return
-        if self.advised - index > PREFETCH_FILES // 2:
-            return
-        start = max(self.advised, index)
-        end, size = start, 0
-        while end < len(self.files) and end - start < PREFETCH_FILES and size < PREFETCH_BYTES:
-            size += self.files[end][2]
-            end += 1
-        paths = [self.root.preauthChild(relpath).path for relpath, _, _ in self.files[start:end]]
-        self.advised = end
-        self.running = True
-        d = self.runInThread(adviseWillNeed, paths)
-        d.addBoth(self._done)
-
-    def _done(self, ignored):
-        self.running = False
-
-
-class FileStreamSender:
-    """
-    Sends files of a home, back to back, through a L{ChunkConsumer}.
-
-    @ivar files: C{(relpath, md5, size)} of every file to send, in order.
-    """
-
-    def __init__(self, root, files, send, window=DEFAULT_WINDOW, runInThread=None,
-                 chunkSize=MAX_CHUNK):
-        self.root = root
-        self.files = list(files)
-        self.consumer = ChunkConsumer(send, window, chunkSize)
-        self._prefetcher = (_Prefetcher(root, self.files, runInThread)
-                            if runInThread is not None else None)
-        self.bytesSent = 0
+        self._reading = False
+        self._eof = False
+        self._failure = None
         self._done = Deferred()
-        self._index = 0
-        self._current = None
-        self._advancing = False
-        self._again = False
 
     def start(self):
         """
-        Send everything; the Deferred fires when the last chunk was
-        acknowledged, or fails (L{StreamError} if a file changed).
+        @return: a Deferred firing once every chunk was acknowledged, or
+            failing with the first failure (or the reason of L{stop}).
         """
-        self._next(None)
+        self._pump()
         return self._done
 
-    def stop(self, reason="stopped"):
+    def stop(self, reason):
         """
-        Abandon the stream (the connection is gone, a newer sync replaced it).
+        Abandon the stream; the L{start} Deferred fails with C{reason}.
         """
-        self.consumer.abort(Failure(StreamError(f"Transfer {reason}")))
+        self._fail(Failure(ClusterError(f"Transfer {reason}", 3035)))
 
-    def _next(self, ignored):
-        """
-        The current file was read to its end: start the next one.  A loop,
-        not recursion: small files complete synchronously, one after the
-        other.
-        """
-        if self._advancing:
-            self._again = True
-            return None
-        self._advancing = True
-        try:
-            self._again = True
-            while self._again and not self._done.called:
-                self._again = False
-                self._step()
-        finally:
-            self._advancing = False
-        return None
+    def _pump(self):
+        if self._failure is not None or self._done.called:
+            return
+        while len(self._buffer) >= self.chunkSize or (self._eof and self._buffer):
+            if self.inFlight + min(self.chunkSize, len(self._buffer)) > self.window:
+                break
+            chunk = bytes(self._buffer[:self.chunkSize])
+            del self._buffer[:self.chunkSize]
+            self.inFlight += len(chunk)
+            self.maxInFlight = max(self.maxInFlight, self.inFlight)
+            d = self.send(chunk)
+            d.addCallbacks(self._acknowledged, self._fail, callbackArgs=(len(chunk),))
+        if self._eof:
+            if not self._buffer and not self.inFlight and not self._done.called:
+                self._done.callback(self.reader.sent)
+            return
+        if not self._reading and self.inFlight + len(self._buffer) < self.window:
+            self._reading = True
+            d = self.queue.run(self.reader.read, self.chunkSize)
+            d.addCallbacks(self._read, self._fail)
 
-    def _step(self):
-        if self._current is not None:
-            stream, counter = self._current
-            stream.close()
-            self._current = None
-            if counter.remaining:
-                return self._fail(Failure(StreamError(
-                    f"File {counter.relpath!r} shrank while it was being sent")))
-        if self.consumer.failure is not None:
-            return self._fail(self.consumer.failure)
-        if self._index == len(self.files):
-            self.consumer.flush().addCallbacks(self._done.callback, self._fail)
-            return None
-        if self._prefetcher is not None:
-            self._prefetcher.ahead(self._index)
-        relpath, md5, size = self.files[self._index]
-        self._index += 1
-        try:
-            stream = _openNoFollow(self.root.preauthChild(relpath).path)
-        except OSError as error:
-            return self._fail(Failure(StreamError(
-                f"File {relpath!r} cannot be read: {error.strerror}")))
-        self.consumer.write(encodeHeader(relpath, md5, size))
-        counter = _ExactLength(self.consumer, size, relpath)
-        self._current = (stream, counter)
-        self.bytesSent += size
-        FileSender().beginFileTransfer(stream, counter).addCallbacks(self._next, self._senderFailed)
-        return None
+    def _read(self, data):
+        self._reading = False
+        if not data:
+            self._eof = True
+        self._buffer += data
+        self._pump()
 
-    def _senderFailed(self, failure):
-        if self._current is not None:
-            self._current[0].close()
-            self._current = None
-        return self._fail(self.consumer.failure or failure)
+    def _acknowledged(self, ignored, size):
+        self.inFlight -= size
+        self._pump()
 
     def _fail(self, failure):
-        if not self._done.called:
-            self.consumer.abort(failure)
-            self._done.errback(failure)
+        self._reading = False
+        if self._failure is None:
+            self._failure = failure
+            self._buffer = bytearray()
+            if not self._done.called:
+                self._done.errback(failure)
         return None
 
 
-def _openNoFollow(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    return open(fd, "rb", closefd=True)
-
-
-class FileStreamReceiver:
+class StreamReceiver:
     """
-    Parses a file stream into a L{wazuhcluster.staging.StagedSync}.
+    Parses a stream into a L{wazuhcluster.staging.StagedSync}.  Blocking:
+    L{feed} and L{finish} run in the session's thread, one at a time.
 
-    @ivar expected: what the receiver asked for: C{{relpath: (md5, size)}};
-        anything else in the stream is refused.
+    @ivar received: paths of the files that arrived whole and verified.
+    @ivar failed: path to reason for the files that did not.
     """
 
-    def __init__(self, staged, expected):
+    def __init__(self, staged, wanted):
+        """
+        @param wanted: the paths asked for; anything else is refused.
+        """
         self.staged = staged
-        self.expected = dict(expected)
+        self.wanted = frozenset(wanted)
         self.received = set()
-        self.bytesReceived = 0
-        self._header = bytearray()
+        self.failed = {}
+        self._seen = set()
+        self._line = bytearray()
+        self._current = None
         self._file = None
-        self._remaining = 0
+        self._data = 0
 
     def feed(self, data):
         """
         Take the next bytes of the stream.
 
-        @raise SyncAborted: on anything unexpected (the caller aborts the
-            whole sync).
+        @raise StreamError: the stream is malformed (the round is abandoned).
+        @raise StagingError: the round's bound is reached or the disk is
+            full (the round is abandoned).
         """
-        self.bytesReceived += len(data)
         view = memoryview(data)
-        try:
-            while view:
-                if self._file is None:
-                    view = self._readHeader(view)
-                else:
-                    view = self._readContent(view)
-        except ClusterError as error:
-            raise SyncAborted(str(error))
+        while view:
+            if self._data:
+                take = min(self._data, len(view))
+                if self._file is not None:
+                    self._write(view[:take])
+                self._data -= take
+                view = view[take:]
+                continue
+            end = bytes(view[:MAX_HEADER + 1]).find(b"\n")
+            if end < 0:
+                self._line += view
+                if len(self._line) > MAX_HEADER:
+                    raise StreamError("Record too long in the file stream")
+                return
+            self._line += view[:end]
+            view = view[end + 1:]
+            line, self._line = bytes(self._line), bytearray()
+            self._record(line)
 
-    def _readHeader(self, view):
-        end = bytes(view[: MAX_HEADER + 1]).find(b"\n")
-        if end < 0:
-            self._header += view
-            if len(self._header) > MAX_HEADER:
-                raise StreamError("File header too long in stream")
-            return view[len(view):]
-        self._header += view[:end]
-        line, self._header = bytes(self._header), bytearray()
-        self._open(line)
-        return view[end + 1 :]
-
-    def _open(self, line):
+    def _write(self, data):
         try:
-            relpath, md5, size = line.decode("utf-8").split("\t")
-            size = int(size)
-        except ValueError:
-            raise StreamError("Malformed file header in stream")
-        if self.expected.get(relpath) != (md5, size) or relpath in self.received:
-            raise StreamError(f"Unexpected file {relpath!r} in stream")
+            self._file.write(data)
+        except StagingError:
+            raise
+        except OSError as e:
+            if isDiskFull(e):
+                raise StagingError(f"The disk is full: {e.strerror}") from None
+            self.failed[self._file.relpath] = e.strerror or str(e)
+            self._file.discard()
+            self._file = None
+
+    def _record(self, line):
+        try:
+            fields = line.decode("utf-8").split("\t")
+        except UnicodeDecodeError:
+            raise StreamError("A record of the file stream is not UTF-8") from None
+        kind = fields[0]
+        if kind == "D" and len(fields) == 2 and fields[1].isdigit():
+            size = int(fields[1])
+            if size > MAX_DATA_RECORD:
+                raise StreamError(f"A data record of {size} bytes in the file stream")
+            if self._current is None:
+                raise StreamError("File data outside a file in the stream")
+            self._data = size
+        elif kind == "F" and len(fields) == 2:
+            self._begin(fields[1])
+        elif kind == "E" and len(fields) == 3 and fields[2].isdigit():
+            self._end(fields[1], int(fields[2]))
+        elif kind == "X" and len(fields) == 3:
+            self._gone(fields[1], fields[2])
+        else:
+            raise StreamError(f"Malformed record {line[:60]!r} in the file stream")
+
+    def _begin(self, relpath):
+        if self._current is not None:
+            raise StreamError("A file began inside another in the stream")
+        if relpath not in self.wanted or relpath in self._seen:
+            raise StreamError(f"Unexpected file {relpath[:100]!r} in the stream")
+        self._seen.add(relpath)
+        self._current = relpath
+        try:
+            self._file = self.staged.begin(relpath)
+        except StagingError:
+            raise
+        except (ClusterError, OSError) as e:
+            self.failed[relpath] = str(e)
+            self._file = None
+
+    def _end(self, md5, size):
+        if self._current is None:
+            raise StreamError("A file ended that did not begin in the stream")
+        relpath, self._current = self._current, None
+        staged, self._file = self._file, None
+        if staged is None:
+            return
+        try:
+            staged.finish(md5, size)
+        except StagingError as e:
+            self.failed[relpath] = str(e)
+            return
+        except OSError as e:
+            self.failed[relpath] = e.strerror or str(e)
+            return
         self.received.add(relpath)
-        self._file = self.staged.open(relpath, md5, size)
-        self._remaining = size
-        if size == 0:
-            self._closeFile()
 
-    def _readContent(self, view):
-        take = min(self._remaining, len(view))
-        self._file.write(view[:take])
-        self._remaining -= take
-        if self._remaining == 0:
-            self._closeFile()
-        return view[take:]
-
-    def _closeFile(self):
-        current, self._file = self._file, None
-        current.close()
+    def _gone(self, relpath, reason):
+        if self._current is not None and self._current != relpath:
+            raise StreamError("A file was dropped inside another in the stream")
+        if relpath not in self.wanted:
+            raise StreamError(f"Unexpected file {relpath[:100]!r} in the stream")
+        self._seen.add(relpath)
+        self._current = None
+        if self._file is not None:
+            self._file.discard()
+            self._file = None
+        self.failed[relpath] = f"not sent by the master: {reason}"
 
     def finish(self):
         """
-        The stream ended: check that it ended between files and that every
-        expected file arrived.
+        The stream ended: it must end between files.  Files asked for and
+        never sent count as failed.
 
-        @raise SyncAborted: otherwise.
+        @raise StreamError: it ended inside a file.
         """
-        if self._file is not None or self._header:
-            raise SyncAborted("Error 3035 - File stream ended in the middle of a file")
-        missing = set(self.expected) - self.received
-        if missing:
-            raise SyncAborted(
-                f"Error 3035 - File stream ended without {len(missing)} expected files")
+        if self._current is not None or self._line or self._data:
+            raise StreamError("The file stream ended in the middle of a file")
+        for relpath in self.wanted - self._seen:
+            self.failed[relpath] = "not sent by the master"
 
 
 def fileDataArguments(chunk):
     """
-    The L{FileData} values carrying C{chunk} (at most L{STREAM_CHUNK} bytes).
+    The L{wazuhcluster.commands.FileData} values carrying C{chunk} (at most
+    L{STREAM_CHUNK} bytes).
     """
-    pieces = [chunk[i : i + MAX_CHUNK] for i in range(0, len(chunk), MAX_CHUNK)] or [b""]
+    pieces = splitBytes(chunk)
     arguments = {"data": pieces[0]}
     for n, piece in enumerate(pieces[1:], start=2):
         arguments[f"data{n}"] = piece

@@ -187,31 +187,35 @@ def _field(value):
     return len(value).to_bytes(4, "big") + value
 
 
-def helloProof(key, binding, clusterName, nodeName):
+def helloProof(key, binding, clusterName, nodeName, role="worker"):
     """
     The hello proof: HMAC-SHA256 keyed by the cluster key over the
-    connection's channel binding, the cluster name and the node name.
+    connection's channel binding, the cluster name, the node name and the
+    role of the node proving (a worker's proof is worthless as a master's
+    answer, and the reverse).
 
     @param key: the cluster key.
     @type key: L{str}
     @param binding: L{channelBinding} of the connection.
     @type binding: L{bytes}
+    @param role: C{"worker"} (the hello) or C{"master"} (its answer).
     @rtype: L{bytes} (32 bytes)
     """
+    context = HELLO_CONTEXT if role == "worker" else HELLO_CONTEXT + b"-" + role.encode()
     message = b"".join(
-        _field(v) for v in (HELLO_CONTEXT, binding, clusterName, nodeName)
+        _field(v) for v in (context, binding, clusterName, nodeName)
     )
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()
 
 
-def verifyHelloProof(proof, key, binding, clusterName, nodeName):
+def verifyHelloProof(proof, key, binding, clusterName, nodeName, role="worker"):
     """
     Whether C{proof} is the L{helloProof} of the other arguments (compared
     in constant time).
 
     @rtype: L{bool}
     """
-    expected = helloProof(key, binding, clusterName, nodeName)
+    expected = helloProof(key, binding, clusterName, nodeName, role)
     return isinstance(proof, bytes) and hmac.compare_digest(proof, expected)
 
 

@@ -20,8 +20,10 @@ instances) it logs one warning and leaves the work to the timer.
 import os
 
 from twisted.internet import inotify
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
+from twisted.python.filepath import FilePath
 from twisted.python.runtime import platform
 
 CHANGE_MASK = (
@@ -97,8 +99,10 @@ class TreeWatcher:
     never followed). A watched directory that is moved or deleted makes the
     watcher rebuild its notifier.
 
-    Watches are added on the reactor thread, listing directories only
-    (C{os.scandir}, no per-file C{stat}).
+    Directory trees are listed in a thread (a tree walk never runs on the
+    reactor thread); the watches are then added on the reactor thread, and
+    the tree listed again until no unwatched directory is left, so that a
+    directory made meanwhile is either watched or reported.
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class TreeWatcher:
         makeNotifier=_Notifier,
         supported=platform.supportsINotify,
         checkInterval=CHECK_INTERVAL,
+        clock=None,
+        runInThread=None,
     ):
         """
         @param root: the node home.
@@ -124,17 +130,29 @@ class TreeWatcher:
         @param supported: called without arguments: whether this platform
             has inotify.
         @param checkInterval: seconds between two backstop checks.
+        @param clock: the clock of the timers (the reactor by default).
+        @param runInThread: C{deferToThread}-like, for the tree walks.
         """
+        if runInThread is None:
+            from twisted.internet.threads import deferToThread as runInThread
         self._root = root
         self._fileset = fileset
         self._onChange = onChange
         self._reactor = reactor
+        self._clock = reactor if clock is None else clock
+        self._runInThread = runInThread
+        self._generation = 0
         self._log = log
         self._makeNotifier = makeNotifier
         self._supported = supported
         self._checkInterval = checkInterval
         self._notifier = None
         self._missing = ()
+        self._watched = set()
+        self._listings = 0
+        self._notifyWhenWatching = False
+        self._building = False
+        self._watchingWaiters = []
         self._rebuildCall = None
         self._loop = None
         self._running = False
@@ -150,17 +168,23 @@ class TreeWatcher:
     def start(self):
         """
         Start watching (without calling C{onChange}).
+
+        @return: a Deferred firing once the directories are watched (see
+            L{whenWatching}).
         """
         if self._running:
-            return
+            return self.whenWatching()
         if not self._supported():
             self._warnUnavailable("not supported on this platform")
-            return
+            return succeed(None)
         self._running = True
         self._build(notify=False)
         self._loop = LoopingCall(self._check)
-        self._loop.clock = self._reactor
-        self._loop.start(self._checkInterval, now=False)
+        self._loop.clock = self._clock
+        self._loop.start(self._checkInterval, now=False).addErrback(
+            lambda f: self._log.failure("The inotify backstop stopped", f,
+                                        level=LogLevel.error))
+        return self.whenWatching()
 
     def stop(self):
         """
@@ -181,9 +205,12 @@ class TreeWatcher:
         """
         Replace the notifier by a new one watching every item directory.
 
-        @param notify: whether to call C{onChange()} once it is built.
+        @param notify: whether to call C{onChange()} once it is built (and
+            its directories watched).
         """
         self._close()
+        self._watched = set()
+        self._building = True
         try:
             self._notifier = self._makeNotifier(reactor=self._reactor)
             self._notifier.onLost = self._lost
@@ -195,14 +222,20 @@ class TreeWatcher:
             self._warnUnavailable(str(e))
             self._scheduleBuild(RETRY_DELAY)
             return
+        finally:
+            self._building = False
         if notify:
-            self._changed()
+            if self._listings:
+                self._notifyWhenWatching = True
+            else:
+                self._changed()
 
     def _close(self):
         """
         Close the current notifier, if any, without rebuilding it.
         """
         notifier, self._notifier = self._notifier, None
+        self._generation += 1
         if notifier is not None:
             notifier.onLost = None
             notifier.loseConnection()
@@ -215,7 +248,7 @@ class TreeWatcher:
             return
         if self._rebuildCall is not None and self._rebuildCall.active():
             return
-        self._rebuildCall = self._reactor.callLater(delay, self._rebuild)
+        self._rebuildCall = self._clock.callLater(delay, self._rebuild)
 
     def _rebuild(self):
         self._rebuildCall = None
@@ -274,21 +307,63 @@ class TreeWatcher:
 
     def _watchTree(self, top):
         """
-        Watch C{top} and every directory below it, never through a symlink;
-        each directory is watched before it is listed, so a subdirectory made
-        meanwhile is either listed or reported.
+        Watch C{top} and every directory below it, never through a symlink:
+        C{top} now, the tree as listed in a thread, and again until a listing
+        finds nothing new.
         """
-        pending = [top]
-        while pending:
-            directory = pending.pop()
-            if not self._watch(directory, ITEM_MASK, self._treeEvent):
-                continue
-            try:
-                with os.scandir(directory.path) as entries:
-                    names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                continue
-            pending.extend(directory.child(name) for name in names)
+        if not self._watch(top, ITEM_MASK, self._treeEvent):
+            return
+        self._listAndWatch(top, self._generation, passes=3, notify=not self._building)
+
+    def _listAndWatch(self, top, generation, passes, added=False, notify=True):
+        """
+        List the tree of C{top} in a thread, watch what is not watched yet,
+        and list again (at most C{passes} times) until nothing new appears;
+        then, if anything was added, say that something may have changed
+        (it could have, in a directory not watched yet).
+        """
+        self._listings += 1
+        d = self._runInThread(_listDirectories, top.path)
+
+        def listed(paths):
+            if generation != self._generation or self._notifier is None:
+                return
+            new = False
+            for path in paths:
+                directory = FilePath(path)
+                if directory not in self._watched:
+                    new = self._guarded(self._watch, directory, ITEM_MASK,
+                                        self._treeEvent) or new
+            if new and passes > 1:
+                self._listAndWatch(top, generation, passes - 1, True, notify)
+            elif (new or added) and notify:
+                self._changed()
+
+        d.addCallback(listed)
+        d.addErrback(lambda f: self._log.failure("Error listing {top}", f,
+                                                 level=LogLevel.error, top=top.path))
+        d.addBoth(self._listed)
+
+    def _listed(self, ignored):
+        self._listings -= 1
+        if not self._listings:
+            if self._notifyWhenWatching:
+                self._notifyWhenWatching = False
+                self._changed()
+            waiters, self._watchingWaiters = self._watchingWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def whenWatching(self):
+        """
+        @return: a Deferred firing once every directory known so far is
+            watched (the tree listings in threads are done).
+        """
+        if not self._listings:
+            return succeed(None)
+        d = Deferred()
+        self._watchingWaiters.append(d)
+        return d
 
     def _watchParent(self, directory):
         """
@@ -309,12 +384,15 @@ class TreeWatcher:
         @raise inotify.INotifyError: if the kernel refuses for another reason
             (too many watches).
         """
+        if directory in self._watched:
+            return False
         try:
             self._notifier.watch(directory, mask=mask, callbacks=[callback])
         except inotify.INotifyError:
             if directory.isdir():
                 raise
             return False
+        self._watched.add(directory)
         return True
 
     # -- events -------------------------------------------------------------
@@ -387,3 +465,22 @@ class TreeWatcher:
             self._onChange()
         except Exception:
             self._log.failure("Error in the change callback", level=LogLevel.error)
+
+
+def _listDirectories(top):
+    """
+    Every directory below C{top} (not C{top} itself), never through a
+    symbolic link.  Blocking: runs in a thread.
+    """
+    found = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                names = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        found.extend(names)
+        pending.extend(names)
+    return found

@@ -4,161 +4,141 @@ Agent groups send (master -> workers): each worker gets, from the
 L{wazuhcluster.master.local_agent_groups.GroupCache}, the assignments it
 has not acknowledged.
 
-Per worker the master keeps the group version the worker acknowledged.
-After a worker connects (and when it asks with
+Per worker connection, a session keeps the group version the worker
+acknowledged.  After a worker connects (and when it asks with
 L{RequestFullAgentGroups}) it gets the whole table (C{full}); after each
 cache refresh it gets the assignments newer than its acknowledged version,
-and nothing at all when it is up to date. A batch is a series of
+and nothing at all when it is up to date.  A batch is a series of
 L{SendAgentGroups} chunks, sent one at a time; its final chunk carries the
 cache's version and global hash, and the acknowledged version advances only
-when that final chunk was answered. One batch at a time per worker; a
-failed batch is sent again after the next refresh.
+when that final chunk was answered.  One batch at a time per worker; a
+failed batch is sent again after the next refresh.  Big batches are packed
+in a thread, from a cache that never changes once made.
 """
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.protocols import amp
+from zope.interface import implementer
 
 from wazuhcluster.agentsync import packChunks
 from wazuhcluster.commands import RequestFullAgentGroups, SendAgentGroups
+from wazuhcluster.health import TaskTimes
+from wazuhcluster.master.local_agent_groups import THREAD_THRESHOLD, LocalAgentGroups
+from wazuhcluster.session import IFeature, IFeatureSession
 
 
-class _WorkerGroups:
+def _batch(cache, since):
+    """
+    The chunks of a batch: every assignment (C{since} L{None}) or those
+    newer than C{since}.  Runs in a thread for big caches.
+    """
+    rows = cache.everything() if since is None else cache.changesSince(since)
+    return [data for _, data in packChunks((row, row[3]) for row in rows)] or [b""]
+
+
+@implementer(IFeatureSession)
+class AgentGroupsSendSession(amp.CommandLocator):
     """
     What one worker connection acknowledged and what it still needs.
     """
 
-    def __init__(self, connection):
-        self.connection = connection
+    def __init__(self, feature, peer):
+        super().__init__()
+        self.feature = feature
+        self.peer = peer
+        self.locator = self
         self.acked = None
         self.needFull = True
-        self.sending = False
-        self.firstKick = None
-        self.log = connection.log.withSubtag("Agent-groups send")
-        self.logFull = connection.log.withSubtag("Agent-groups send full")
-
-
-class _FullRequestLocator(amp.CommandLocator):
-    """
-    The responder of L{RequestFullAgentGroups} on one worker connection.
-    """
-
-    def __init__(self, sender, connection):
-        super().__init__()
-        self.sender = sender
-        self.connection = connection
+        self.times = TaskTimes()
+        self.fullTimes = TaskTimes()
+        self.log = peer.log.withSubtag("Agent-groups send")
+        self.logFull = peer.log.withSubtag("Agent-groups send full")
+        self._sending = None
+        self._stopped = False
 
     @RequestFullAgentGroups.responder
     def requestFull(self):
-        self.sender.fullRequested(self.connection)
+        self.needFull = True
+        self.kick()
         return {}
 
+    def start(self):
+        self.feature.sessions[self.peer.name] = self
+        self.kick()
 
-class AgentGroupsSender:
-    """
-    Sends the cached assignments to every connected worker.
+    def stop(self):
+        self._stopped = True
+        if self.feature.sessions.get(self.peer.name) is self:
+            del self.feature.sessions[self.peer.name]
+        if self._sending is None:
+            return succeed(None)
+        follower = Deferred()
+        self._sending.addBoth(lambda result: (follower.callback(None), result)[1])
+        return follower
 
-    @ivar workers: per worker name, its L{_WorkerGroups}.
-    """
+    def health(self):
+        return {"last_sync_agentgroup": self.times.dates(chunks=True),
+                "last_sync_full_agentgroup": self.fullTimes.dates(chunks=True)}
 
-    def __init__(self, master, cache):
+    def kick(self):
         """
-        @param cache: the L{GroupCache} (filled by the Local agent-groups
-            task).
+        Start sending what the worker lacks, unless a batch is in flight
+        (looked at again when it ends) or it lacks nothing.
         """
-        self.master = master
-        self.cache = cache
-        self.workers = {}
-
-    def locatorFor(self, connection):
-        return _FullRequestLocator(self, connection)
-
-    def workerConnected(self, connection):
-        state = self.workers[connection.name] = _WorkerGroups(connection)
-        # Called from the hello responder: the worker installs its
-        # responders when the hello answer arrives, so the first batch
-        # goes after that answer.
-        state.firstKick = self.master.clock.callLater(0, self.kick, connection.name)
-
-    def workerDisconnected(self, connection):
-        state = self.workers.get(connection.name)
-        if state is not None and state.connection is connection:
-            del self.workers[connection.name]
-            if state.firstKick.active():
-                state.firstKick.cancel()
-
-    def fullRequested(self, connection):
-        """
-        A worker asked for the whole table.
-        """
-        state = self.workers.get(connection.name)
-        if state is not None and state.connection is connection:
-            state.needFull = True
-            self.kick(connection.name)
-
-    def cacheRefreshed(self):
-        """
-        The cache was refreshed: send each worker what it lacks.
-        """
-        for name in sorted(self.workers):
-            self.kick(name)
-
-    def kick(self, name):
-        """
-        Start sending worker C{name} what it lacks, unless a batch is in
-        flight (it is looked at again when that one ends) or it lacks
-        nothing.
-
-        @return: the L{Deferred} of the batch started, or L{None}.
-        """
-        state = self.workers.get(name)
-        cache = self.cache
-        if state is None or state.sending or not cache.loaded:
+        cache = self.feature.cache
+        if self._stopped or self._sending is not None or not cache.loaded:
             return None
-        if state.needFull:
-            rows, full = cache.everything(), True
-        elif state.acked is None or state.acked < cache.version:
-            rows, full = cache.changesSince(state.acked or 0), False
+        if self.needFull:
+            since, full = None, True
+        elif self.acked is None or self.acked < cache.version:
+            since, full = self.acked or 0, False
         else:
             return None
-        state.sending = True
-        d = self._sendBatch(state, rows, cache.version, cache.hash, full)
-        d.addBoth(self._batchEnded, state)
-        return d
+        self._sending = self._sendBatch(cache, since, full)
+        self._sending.addBoth(self._batchEnded)
+        return self._sending
 
-    def _batchEnded(self, succeeded, state):
-        state.sending = False
-        if succeeded and self.workers.get(state.connection.name) is state:
-            self.kick(state.connection.name)
+    def _batchEnded(self, succeeded):
+        self._sending = None
+        if succeeded and not self._stopped:
+            self.kick()
+        return None
 
     @inlineCallbacks
-    def _sendBatch(self, state, rows, version, hash, full):
+    def _sendBatch(self, cache, since, full):
         """
         Send one batch; fire with whether it was acknowledged (never fail).
         """
-        clock = self.master.clock
-        status = state.connection.status
-        times = status.agent_groups_full if full else status.agent_groups
-        log = state.logFull if full else state.log
+        master = self.feature.master
+        clock = master.clock
+        times, log = (self.fullTimes, self.logFull) if full else (self.times, self.log)
         started = clock.seconds()
         times.begin(started)
         log.info("Starting.")
-        chunks = [data for _, data in packChunks((row, row[3]) for row in rows)] or [b"[]"]
-        timeout = self.master.items.worker.timeout_agent_groups
+        timeout = master.items.worker.timeout_agent_groups
         try:
+            if len(cache) >= THREAD_THRESHOLD:
+                chunks = yield master.runInThread(_batch, cache, since)
+            else:
+                chunks = _batch(cache, since)
             for index, data in enumerate(chunks):
+                if self._stopped:
+                    return False
                 final = index == len(chunks) - 1
-                d = state.connection.callRemote(
-                    SendAgentGroups, data=data, version=version, hash=hash,
-                    full=full, final=final)
-                d.addTimeout(timeout, clock)
+                d = self.peer.callRemote(SendAgentGroups, data=data, version=cache.version,
+                                         hash=cache.hash, full=full, final=final)
+                if timeout:
+                    d.addTimeout(timeout, clock)
                 answer = yield d
         except Exception as e:
-            log.error("Error sending agent-groups information: {error}",
-                      error=_describe(e))
+            if not self._stopped:
+                log.error("Error sending agent-groups information: {error}",
+                          error=_describe(e))
             return False
-        state.acked = version
+        self.acked = cache.version
         if full:
-            state.needFull = False
+            self.needFull = False
         times.finish(clock.seconds(), len(chunks))
         log.info("Finished in {elapsed:.3f}s. Updated {chunks} chunks.",
                  elapsed=clock.seconds() - started, chunks=len(chunks))
@@ -168,8 +148,46 @@ class AgentGroupsSender:
 
 
 def _describe(error):
-    from twisted.internet.defer import TimeoutError
-
     if isinstance(error, TimeoutError):
         return "Error 3020 - Timeout sending request: SendAgentGroups"
     return str(error) or type(error).__name__
+
+
+@implementer(IFeature)
+class MasterAgentGroups(MultiService):
+    """
+    The master's agent-groups feature: the Local agent-groups task and a
+    sending session per worker.
+
+    @ivar local: the L{LocalAgentGroups} task.
+    @ivar sessions: the running sessions by worker name.
+    """
+
+    name = "agent-groups"
+
+    def __init__(self, master, store):
+        super().__init__()
+        self.master = master
+        self.local = LocalAgentGroups(master, store, self._refreshed)
+        self.local.setServiceParent(self)
+        self.sessions = {}
+
+    @property
+    def cache(self):
+        return self.local.cache
+
+    def sessionFor(self, peer):
+        return AgentGroupsSendSession(self, peer)
+
+    def refresh(self):
+        """
+        Refresh the cache now (and send the changes), e.g. after C{wazuh-cluster
+        agent group} changed an assignment.
+
+        @return: a Deferred firing (never failing) once refreshed.
+        """
+        return self.local.refresh()
+
+    def _refreshed(self):
+        for name in sorted(self.sessions):
+            self.sessions[name].kick()

@@ -1,10 +1,17 @@
 # -*- test-case-name: tests.test_hello -*-
 """
 The master's side of one worker connection: the hello that authenticates it,
-then the responders a registered worker may call.
+then the control requests a registered worker may forward for its local
+clients.  Everything else a registered worker may call is answered by its
+sessions (L{wazuhcluster.session}).
 """
 
+import json
 import re
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IHandshakeListener
+from zope.interface import implementer
 
 from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__, tls
 from wazuhcluster.commands import (
@@ -13,11 +20,10 @@ from wazuhcluster.commands import (
     FetchResultChunk,
     Hello,
     HelloRejected,
-    KeepAlive,
 )
-from wazuhcluster.health import WorkerStatus
-from wazuhcluster.node import FeatureResponders
+from wazuhcluster.connection import ClusterConnection, shown
 from wazuhcluster.results import ResultStore
+from wazuhcluster.worker.tlsfailure import describeTLSFailure
 
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -29,7 +35,8 @@ def _rejection(code, text):
     return HelloRejected(f"Error {code} - {text}")
 
 
-class MasterConnection(FeatureResponders):
+@implementer(IHandshakeListener)
+class MasterConnection(ClusterConnection):
     """
     One worker's connection to the master.
 
@@ -38,28 +45,30 @@ class MasterConnection(FeatureResponders):
     closed.
 
     @ivar master: the L{wazuhcluster.master.server.MasterService}.
-    @ivar name: the worker's node name once authenticated, else L{None}.
-    @ivar status: the worker's L{WorkerStatus}.
+    @ivar version: the worker's software version once authenticated.
+    @ivar lost: whether the connection is gone.
     """
 
     def __init__(self, master):
-        super().__init__()
+        super().__init__(master.log.withTag("Worker"))
         self.master = master
-        self.name = None
         self.version = None
-        self.status = WorkerStatus()
         self.results = ResultStore()
-        self.log = master.log.withTag("Worker")
+        self.lost = False
         self._helloDeadline = None
-        self.replaced = False
+        self._helloStarted = False
+        self._handshaken = False
+        self._lostWaiters = []
 
-    # -- connection life -----------------------------------------------------
+    # -- connection life -----------------------------------------------------------
 
     @property
     def peerAddress(self):
         """
         The worker's address as the original prints it: C{('ip', port)}.
         """
+        if self.transport is None:
+            return "(disconnected)"
         peer = self.transport.getPeer()
         return f"('{peer.host}', {peer.port})"
 
@@ -72,66 +81,110 @@ class MasterConnection(FeatureResponders):
         tls.setNoDelay(self.transport)
         self.log.info("Connection from {peer}", peer=self.peerAddress)
         self._helloDeadline = self.master.clock.callLater(
-            self.master.items.master.hello_timeout, self._helloTimedOut
-        )
+            self.master.items.master.hello_timeout, self._helloTimedOut)
 
     def _helloTimedOut(self):
         self._helloDeadline = None
-        self.log.warn(
-            "Closing connection from {peer}: no hello received within "
-            "{timeout}s.",
-            peer=self.peerAddress,
-            timeout=self.master.items.master.hello_timeout,
-        )
-        self.transport.abortConnection()
+        self.log.warn("Closing connection from {peer}: no hello received within "
+                      "{timeout}s.", peer=self.peerAddress,
+                      timeout=self.master.items.master.hello_timeout)
+        self.disconnect()
+
+    def handshakeCompleted(self):
+        self._handshaken = True
 
     def connectionLost(self, reason):
+        if not self._handshaken and self.transport is not None:
+            problem = describeTLSFailure(reason, side="master")
+            if problem is not None:
+                self.master.refusals.note(self.peerHost, problem)
+        self.lost = True
         if self._helloDeadline is not None and self._helloDeadline.active():
             self._helloDeadline.cancel()
         self._helloDeadline = None
         super().connectionLost(reason)
-        if self.name is not None:
-            self.master.workerDisconnected(self, reason)
+        if self.sessions is not None:
+            self.master.registry.gone(self)
+        waiters, self._lostWaiters = self._lostWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def whenLost(self):
+        """
+        @return: a Deferred firing once the connection is gone.
+        """
+        if self.lost:
+            return succeed(None)
+        d = Deferred()
+        self._lostWaiters.append(d)
+        return d
+
+    def violation(self, reason):
+        """
+        Before the hello, violations are refusals of a stranger: logged
+        rate-limited per address.
+        """
+        if self.sessions is not None or self._closing or self.transport is None:
+            return super().violation(reason)
+        self._closing = True
+        self.master.refusals.note(self.peerHost, f"protocol violation: {reason}")
+        self.transport.abortConnection()
+        return None
+
+    def refusal(self, name):
+        if self.sessions is None and name != Hello.commandName:
+            return f"command {shown(name)} before hello"
+        return super().refusal(name)
 
     def locateResponder(self, name):
-        if self.name is None and name != Hello.commandName:
-            self.log.warn(
-                "Protocol violation from {peer}: command {command} before "
-                "hello. Closing connection.",
-                peer=self.peerAddress,
-                command=name.decode("ascii", "replace"),
-            )
-            self.transport.abortConnection()
+        if self.sessions is None and name != Hello.commandName:
+            self.violation(self.refusal(name))
             return None
         return super().locateResponder(name)
 
-    # -- hello ---------------------------------------------------------------
+    # -- hello -------------------------------------------------------------------
 
     @Hello.responder
     def hello(self, cluster_name, node_name, node_type, version, protocol, proof):
-        if self.name is not None:
-            raise _rejection(3028, "Worker node ID already exists")
+        if self._helloStarted:
+            self.violation("a second hello")
+            raise HelloRejected("Error 3028 - Worker node ID already exists")
+        self._helloStarted = True
         try:
             self._checkHello(cluster_name, node_name, node_type, protocol, proof)
         except HelloRejected as rejected:
-            self.log.error(
-                "Rejected connection from {peer} (node {node!r}): {error}",
-                peer=self.peerAddress,
-                node=node_name[:64],
-                error=str(rejected),
-            )
+            self._rejected(node_name, rejected)
             raise
-        if self._helloDeadline is not None and self._helloDeadline.active():
-            self._helloDeadline.cancel()
-        self._helloDeadline = None
         self.name = node_name
         self.version = version
         self.log = self.log.withTag(f"Worker {node_name}")
-        self.master.workerConnected(self)
+        d = self.master.registry.authenticate(self)
+        d.addCallbacks(self._welcome, self._refused, errbackArgs=(node_name,))
+        return d
+
+    def _rejected(self, nodeName, rejected):
+        self.log.error("Rejected connection from {peer} (node {node}): {error}",
+                       peer=self.peerAddress, node=shown(nodeName), error=str(rejected))
+
+    def _refused(self, failure, nodeName):
+        failure.trap(HelloRejected)
+        self._rejected(nodeName, failure.value)
+        return failure
+
+    def _welcome(self, ignored):
+        if self._helloDeadline is not None and self._helloDeadline.active():
+            self._helloDeadline.cancel()
+        self._helloDeadline = None
+        # The sessions start once this answer has left, so that the worker has
+        # installed its own sessions' responders before any of ours talks.
+        self.master.clock.callLater(0, self.master.registry.startSessions, self)
+        binding = tls.channelBinding(self.transport)
         return {
             "master_name": self.master.config.node_name,
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
+            "proof": tls.helloProof(self.master.config.key, binding, self.master.config.name,
+                                    self.master.config.node_name, role="master"),
         }
 
     def _checkHello(self, clusterName, nodeName, nodeType, protocol, proof):
@@ -143,11 +196,9 @@ class MasterConnection(FeatureResponders):
             raise _rejection(3060, "Invalid node name format")
         if nodeName not in tls.peerCertificateNames(self.transport):
             raise _rejection(
-                3061, "Worker certificate does not match the node name it claims"
-            )
+                3061, "Worker certificate does not match the node name it claims")
         if not tls.verifyHelloProof(
-            proof, config.key, tls.channelBinding(self.transport), clusterName, nodeName
-        ):
+                proof, config.key, tls.channelBinding(self.transport), clusterName, nodeName):
             raise _rejection(3025, "Could not decrypt message")
         if nodeName == config.node_name:
             raise _rejection(3029, "Connected worker with same name as the master")
@@ -156,21 +207,17 @@ class MasterConnection(FeatureResponders):
         if protocol not in SUPPORTED_PROTOCOLS:
             raise _rejection(3031, "Worker and master versions are not the same")
         if nodeType != "worker":
-            raise _rejection(3062, f"Invalid node type {nodeType!r} in hello")
+            raise _rejection(3062, f"Invalid node type {shown(nodeType)} in hello")
 
-    # -- registered worker ---------------------------------------------------
-
-    @KeepAlive.responder
-    def keepAlive(self):
-        self.status.last_keep_alive = self.master.clock.seconds()
-        self.log.debug("Keep alive received.", cluster_subtag="Keep alive")
-        return {"answer": "keepalive"}
+    # -- forwarded control requests ------------------------------------------------
 
     @ControlRequest.responder
     def controlRequest(self, request, arguments):
         if request not in FORWARDABLE_REQUESTS:
-            raise ControlFailed(f"Error 3038 - Unknown control request {request!r}")
-        d = self.master.control.answer(request, arguments)
+            raise ControlFailed(f"Error 3038 - Unknown control request {shown(request)}")
+        d = maybeDeferred(json.loads, arguments or "{}")
+        d.addCallback(lambda parsed: self.master.control.answer(request, parsed))
+        d.addErrback(_asControlFailure)
         d.addCallback(self.results.put)
         return d
 
@@ -178,8 +225,8 @@ class MasterConnection(FeatureResponders):
     def fetchResultChunk(self, result_id, index):
         return self.results.fetch(result_id, index)
 
-    def disconnect(self):
-        """
-        Drop this connection at once.
-        """
-        self.transport.abortConnection()
+
+def _asControlFailure(failure):
+    from wazuhcluster.control import asControlFailure
+
+    return asControlFailure(failure)

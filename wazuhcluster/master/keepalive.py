@@ -1,31 +1,85 @@
 # -*- test-case-name: tests.test_keepalive -*-
 """
-The master's keep-alive checker: drops workers that stopped talking.
+The master's keep-alive: each worker connection's session records the time
+of its worker's keep-alives, and a checker drops workers that stopped
+talking.
 """
 
 from twisted.application.service import Service
+from twisted.internet.defer import succeed
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
+from twisted.protocols import amp
+from zope.interface import implementer
+
+from wazuhcluster.commands import KeepAlive
+from wazuhcluster.health import isoDate
+from wazuhcluster.session import IFeature, IFeatureSession
 
 
-class KeepAliveChecker(Service):
+@implementer(IFeatureSession)
+class MasterKeepAliveSession(amp.CommandLocator):
+    """
+    The keep-alives of one worker connection.
+
+    @ivar last: when the last keep-alive (or the hello) arrived.
+    """
+
+    def __init__(self, feature, peer):
+        super().__init__()
+        self.feature = feature
+        self.peer = peer
+        self.last = feature.clock.seconds()
+        self.locator = self
+
+    @KeepAlive.responder
+    def keepAlive(self):
+        self.last = self.feature.clock.seconds()
+        self.peer.log.debug("Keep alive received.", cluster_subtag="Keep alive")
+        return {"answer": "keepalive"}
+
+    def start(self):
+        self.feature.sessions[self.peer.name] = self
+
+    def stop(self):
+        if self.feature.sessions.get(self.peer.name) is self:
+            del self.feature.sessions[self.peer.name]
+        return succeed(None)
+
+    def health(self):
+        return {"last_keep_alive": isoDate(self.last)}
+
+
+@implementer(IFeature)
+class MasterKeepAlive(Service):
     """
     Every C{master.check_worker_lastkeepalive} seconds, disconnect each worker
     whose last keep-alive is older than
     C{master.max_allowed_time_without_keepalive}.
+
+    @ivar sessions: the running sessions by worker name.
     """
 
-    name = "keepalive-checker"
+    name = "keepalive"
 
     def __init__(self, master):
         self.master = master
+        self.clock = master.clock
         self.log = master.log.withSubtag("Keep alive")
+        self.sessions = {}
         self._loop = None
+
+    def sessionFor(self, peer):
+        return MasterKeepAliveSession(self, peer)
 
     def startService(self):
         super().startService()
         self._loop = LoopingCall(self.check)
-        self._loop.clock = self.master.clock
-        self._loop.start(self.master.items.master.check_worker_lastkeepalive, now=False)
+        self._loop.clock = self.clock
+        self._loop.start(self.master.items.master.check_worker_lastkeepalive,
+                         now=False).addErrback(
+            lambda f: self.log.failure("The keep-alive checker stopped", f,
+                                       level=LogLevel.error))
 
     def stopService(self):
         super().stopService()
@@ -37,14 +91,10 @@ class KeepAliveChecker(Service):
         """
         Disconnect every worker silent for too long.
         """
-        now = self.master.clock.seconds()
+        now = self.clock.seconds()
         limit = self.master.items.master.max_allowed_time_without_keepalive
-        for name, connection in sorted(self.master.workers.items()):
-            last = connection.status.last_keep_alive
-            if last is not None and now - last > limit:
-                self.log.error(
-                    "No keep alives have been received from {name} in the last "
-                    "minute. Disconnecting",
-                    name=name,
-                )
-                connection.disconnect()
+        for name, session in sorted(self.sessions.items()):
+            if now - session.last > limit:
+                self.log.error("No keep alives have been received from {name} in the "
+                               "last minute. Disconnecting", name=name)
+                session.peer.disconnect()

@@ -1,93 +1,100 @@
 # -*- test-case-name: tests.test_agent_sync -*-
 """
 The master's Local agent-groups task: reads the group assignments that
-changed in the agent database into a cache, so that sending them to the
-workers never queries the database per worker (DESIGN.md, "Agent groups").
+changed in the agent store into a cache, so that sending them to the workers
+never queries the store per worker (DESIGN.md, "Agent groups").
 
 The cache holds every assignment with its group version, the current
-version and the global hash. Each run asks the database only for what
-changed after the cache's version, plus the database's global hash, in one
-read transaction (so agent info assigning groups meanwhile cannot make them
-disagree): when that hash differs from the cache's although nothing changed
-(an agent was removed), the cache is reloaded whole.
+version and the global hash (L{wazuhcluster.grouphash}), which it keeps up to
+date in O(1) per assignment that changes.  Each run asks the store only for
+what changed after the cache's version, plus the store's global hash, in one
+read transaction: when that hash differs from the cache's although the
+versions say nothing changed (an agent was removed), the cache is reloaded
+whole.  A run that has to handle many rows does it in a thread.
 """
 
 import bisect
-import hashlib
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
 
 from wazuhcluster.agentdb import groupHash
 from wazuhcluster.agentsync import encodeItem, groupRow
+from wazuhcluster.grouphash import GlobalHash
+
+#: Rows above which a cache update runs in a thread.
+THREAD_THRESHOLD = 2000
 
 
 class GroupCache:
     """
     Every agent-group assignment of the master with its version.
 
+    A cache is never changed once made: L{withChanges} makes a new one
+    (sharing nothing mutable), so a thread may read one while the reactor
+    thread moves on to the next.
+
     @ivar loaded: the cache was filled once.
     @ivar version: the group version the cache is at.
-    @ivar hash: the global hash of the cached assignments (the same formula
-        as L{wazuhcluster.agentdb.AgentDatabase.globalGroupHash}).
     """
 
-    def __init__(self):
-        self.loaded = False
-        self.version = 0
-        self.hash = None
-        # id -> (groups, version, encoded row)
-        self._rows = {}
+    def __init__(self, rows=None, order=None, globalHash=None, version=0, loaded=False):
+        self.loaded = loaded
+        self.version = version
+        self._hash = globalHash if globalHash is not None else GlobalHash()
+        # id -> (groups, version, encoded row, group hash)
+        self._rows = rows if rows is not None else {}
         # (version, id) in version order; entries whose id has a newer
         # version since are stale and skipped.
-        self._order = []
+        self._order = order if order is not None else []
 
     def __len__(self):
         return len(self._rows)
 
-    def replace(self, rows, version):
+    @property
+    def hash(self):
         """
-        Hold exactly C{rows} (C{(id, groups, version)}), at C{version}.
+        The global hash of the cached assignments.
         """
-        self._rows = {}
-        self._order = []
-        self._store(rows)
-        self.version = version
-        self.loaded = True
-        self.hash = self.computeHash()
+        return self._hash.hexdigest
 
-    def update(self, rows, version):
+    @classmethod
+    def of(cls, rows, version):
         """
-        Add the assignments that changed (C{(id, groups, version)}, newer
-        than every cached one), now at C{version}.
+        A cache holding exactly C{rows} (C{(id, groups, version)}), at
+        C{version}.
         """
-        self._store(rows)
-        self.version = max(self.version, version)
-        self.loaded = True
-        self.hash = self.computeHash()
-        if len(self._order) > 2 * len(self._rows) + 1024:
-            self._order = sorted((v, i) for i, (_, v, _) in self._rows.items())
+        return cls(loaded=True).withChanges(rows, version, reset=True)
 
-    def _store(self, rows):
-        for agentId, groups, version in sorted(rows, key=lambda row: row[2]):
+    def withChanges(self, rows, version, reset=False):
+        """
+        A new cache with the assignments that changed (C{(id, groups,
+        version)}, newer than every cached one), at C{version}.  O(cached)
+        to copy, O(changes) to hash.
+        """
+        if reset:
+            table, order, running = {}, [], GlobalHash()
+        else:
+            table, order = dict(self._rows), list(self._order)
+            running = GlobalHash()
+            running.total, running.count = self._hash.total, self._hash.count
+        for agentId, groups, rowVersion in sorted(rows, key=lambda row: row[2]):
             groups = tuple(groups)
-            self._rows[agentId] = (groups, version, encodeItem(groupRow(agentId, groups, version)))
-            self._order.append((version, agentId))
-
-    def computeHash(self):
-        """
-        The SHA-1 over C{"<number>:<group_hash>\\n"} of every agent with a
-        group, by ID; L{None} when no agent has a group.
-        """
-        lines = [
-            f"{int(agentId)}:{groupHash(groups)}\n"
-            for agentId, (groups, _, _) in sorted(self._rows.items(), key=lambda i: int(i[0]))
-            if groups
-        ]
-        if not lines:
-            return None
-        return hashlib.sha1("".join(lines).encode("ascii")).hexdigest()
+            number = int(agentId)
+            old = table.get(agentId)
+            if old is not None:
+                running.remove(number, old[3])
+            hashed = groupHash(groups)
+            running.add(number, hashed)
+            table[agentId] = (groups, rowVersion,
+                              encodeItem(groupRow(agentId, groups, rowVersion)), hashed)
+            order.append((rowVersion, agentId))
+        if len(order) > 2 * len(table) + 1024:
+            order = sorted((v, i) for i, (_, v, _, _) in table.items())
+        return GroupCache(table, order, running, max(self.version, version) if not reset
+                          else version, loaded=True)
 
     def groupsOf(self, agentId):
         """
@@ -105,7 +112,7 @@ class GroupCache:
         start = bisect.bisect_right(self._order, (version, "\uffff"))
         result = []
         for entryVersion, agentId in self._order[start:]:
-            groups, current, encoded = self._rows[agentId]
+            groups, current, encoded, _ = self._rows[agentId]
             if current == entryVersion:
                 result.append((agentId, list(groups), current, encoded))
         return result
@@ -118,7 +125,7 @@ class GroupCache:
         """
         return [
             (agentId, list(groups), version, encoded)
-            for agentId, (groups, version, encoded) in sorted(
+            for agentId, (groups, version, encoded, _) in sorted(
                 self._rows.items(), key=lambda item: int(item[0]))
         ]
 
@@ -127,21 +134,21 @@ class LocalAgentGroups(Service):
     """
     Refreshes the L{GroupCache} every C{master.sync_agent_groups} seconds,
     the first time after C{master.agent_group_start_delay}, and tells
-    C{onRefreshed} after each run.
+    C{onRefreshed} after each run that changed something.  Stopping waits
+    for the running refresh.
 
     @ivar cache: the L{GroupCache}.
     """
 
     name = "local-agent-groups"
 
-    def __init__(self, master, database, onRefreshed):
+    def __init__(self, master, store, onRefreshed):
         """
-        @param database: a callable returning a L{Deferred} of the
-            L{wazuhcluster.agentdb.AgentDatabase}.
+        @param store: the L{wazuhcluster.storeslot.AgentStoreService}.
         @param onRefreshed: called with no argument after each refresh.
         """
         self.master = master
-        self.database = database
+        self.store = store
         self.onRefreshed = onRefreshed
         self.cache = GroupCache()
         self.log = master.log.withSubtag("Local agent-groups")
@@ -162,7 +169,9 @@ class LocalAgentGroups(Service):
         self._delayed = None
         self._loop = LoopingCall(self.refresh)
         self._loop.clock = self.master.clock
-        self._loop.start(self.master.items.master.sync_agent_groups, now=True)
+        self._loop.start(self.master.items.master.sync_agent_groups, now=True).addErrback(
+            lambda f: self.log.failure("The agent-groups loop stopped", f,
+                                       level=LogLevel.error))
 
     def stopService(self):
         super().stopService()
@@ -170,11 +179,19 @@ class LocalAgentGroups(Service):
             self._delayed.cancel()
         self._delayed = None
         if self._loop is not None and self._loop.running:
-            d = self._loop.stop()
-            self._loop = None
-            return d
+            self._loop.stop()
         self._loop = None
-        return None
+        return self.whenIdle()
+
+    def whenIdle(self):
+        """
+        @return: a Deferred firing once no refresh runs.
+        """
+        if self._running is None:
+            return succeed(None)
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        return waiter
 
     def refresh(self):
         """
@@ -186,33 +203,39 @@ class LocalAgentGroups(Service):
             waiter = Deferred()
             self._waiters.append(waiter)
             return waiter
+        if not self.running:
+            return succeed(None)
         started = self.master.clock.seconds()
         self._running = d = self._refresh()
         d.addErrback(self._failed)
         d.addBoth(self._done, started)
         return d
 
+    def _changed(self, rows, version, reset=False):
+        """
+        The next cache (made in a thread when there is much to do).
+        """
+        cache = self.cache
+        if len(rows) + len(cache) >= THREAD_THRESHOLD:
+            return self.master.runInThread(cache.withChanges, rows, version, reset)
+        return succeed(cache.withChanges(rows, version, reset))
+
     @inlineCallbacks
     def _refresh(self):
-        database = yield self.database()
+        store = yield self.store.get()
         cache = self.cache
-        # The changes and the hash come from one read transaction: agent
-        # info assigning groups meanwhile cannot make them disagree (which
-        # would force a reload of the whole table).
-        rows, version, databaseHash = yield database.groupSnapshot(
+        rows, version, storeHash = yield store.groupSnapshot(
             cache.version if cache.loaded else 0)
         changed = not cache.loaded or bool(rows) or version != cache.version
-        if not cache.loaded:
-            cache.replace(rows, version)
-        elif changed:
-            cache.update(rows, version)
-        if cache.hash != databaseHash:
+        if changed:
+            self.cache = yield self._changed(rows, version, reset=not cache.loaded)
+        if self.cache.hash != storeHash:
             # Something changed that versions do not tell (an agent was
             # removed): reload.
-            rows, version, databaseHash = yield database.groupSnapshot(None)
-            cache.replace(rows, version)
+            rows, version, storeHash = yield store.groupSnapshot(None)
+            self.cache = yield self._changed(rows, version, reset=True)
             changed = True
-            if cache.hash != databaseHash:
+            if self.cache.hash != storeHash:
                 self.log.error("The agent-groups cache does not match the database "
                                "after a reload.")
         return changed
@@ -232,7 +255,8 @@ class LocalAgentGroups(Service):
         if changed is not None:
             emit("Starting.")
             emit("Finished in {elapsed:.3f}s.", elapsed=elapsed)
-            self.onRefreshed()
+            if changed:
+                self.onRefreshed()
         for waiter in waiters:
             waiter.callback(None)
         return None

@@ -1,7 +1,11 @@
 # -*- test-case-name: tests.test_hello -*-
 """
 The master node: listens for workers over mutual TLS, keeps the registry of
-authenticated workers, and owns the master-side services.
+authenticated workers (L{wazuhcluster.master.registry}), and owns the
+master's features.
+
+The features are built here, with what each needs passed in: the agent
+store (agent info, agent groups, control), nothing else.
 """
 
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
@@ -10,13 +14,20 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from wazuhcluster import tls
+from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.master.agent_groups_send import MasterAgentGroups
+from wazuhcluster.master.agent_info import MasterAgentInfo
+from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.connection import MasterConnection
-from wazuhcluster.master.features import masterFeatures
-from wazuhcluster.master.keepalive import KeepAliveChecker
+from wazuhcluster.master.integrity_sync import MasterIntegrity
+from wazuhcluster.master.keepalive import MasterKeepAlive
+from wazuhcluster.master.refusals import RefusalLog
+from wazuhcluster.master.registry import WorkerRegistry
 from wazuhcluster.node import NodeService
+from wazuhcluster.storeslot import AgentStoreService
 
 
 class ConnectionLimiter(WrappingFactory):
@@ -26,6 +37,9 @@ class ConnectionLimiter(WrappingFactory):
     """
 
     def __init__(self, wrappedFactory, limit, log):
+        """
+        @param log: the L{RefusalLog} noting each refusal.
+        """
         super().__init__(wrappedFactory)
         self.limit = limit
         self.log = log
@@ -35,11 +49,8 @@ class ConnectionLimiter(WrappingFactory):
     def buildProtocol(self, addr):
         count = self.perAddress.get(addr.host, 0)
         if count >= self.limit:
-            self.log.warn(
-                "Too many connections from {host} ({count}), rejecting.",
-                host=addr.host,
-                count=count + 1,
-            )
+            self.log.note(addr.host, f"Too many connections from {addr.host} "
+                                     f"({count + 1}), rejecting")
             return None
         protocol = super().buildProtocol(addr)
         if protocol is not None:
@@ -70,49 +81,63 @@ class MasterFactory(ServerFactory):
         return MasterConnection(self.master)
 
 
+def openLocalStore(master):
+    """
+    The master's own agent database, C{queue/db/global.db}.
+    """
+    return AgentDatabase.open(master.home.globalDb, reactor=master.reactor,
+                              managerName=master.config.node_name)
+
+
 class MasterService(NodeService):
     """
     The master node.
 
-    @ivar workers: authenticated worker connections by node name.
-    @ivar clock: the clock of every timer (injectable for tests).
+    @ivar registry: the L{WorkerRegistry} of authenticated workers.
+    @ivar agentStore: the L{AgentStoreService}.
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
-                 runInThread=None, watchFiles=True):
-        super().__init__(home, config, items, identity, reactor, clock, runInThread,
-                         watchFiles)
-        self.workers = {}
+                 runInThread=None, watchFiles=True, store=None, openStore=None):
+        """
+        @param store: an open agent store to use (and not close) instead of
+            opening one at start (tests).
+        @param openStore: called with this service at start to open the
+            agent store (L{openLocalStore} by default).
+        """
+        super().__init__(home, config, items, identity, reactor, clock, runInThread)
         self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master",
                                  node=config.node_name)
-        self.control = MasterControlHandler(self)
+        self.registry = WorkerRegistry(self)
+        self.refusals = RefusalLog(self.log.withTag("Worker"), self.clock)
+        opener = openStore or openLocalStore
+        self.agentStore = AgentStoreService(lambda: opener(self), self.log, injected=store)
+        self.agentStore.setServiceParent(self)
+        self.agents = MasterAgents(self, self.agentStore)
+        self.agents.setServiceParent(self)
+        self.addFeature(MasterKeepAlive(self))
+        self.integrity = self.addFeature(MasterIntegrity(self, watch=watchFiles))
+        self.addFeature(MasterAgentInfo(self, self.agentStore))
+        self.groups = self.addFeature(MasterAgentGroups(self, self.agentStore))
+        self.control = MasterControlHandler(self, self.agents, self.groups)
         self.listener = None
-        self.agents = None
-        KeepAliveChecker(self).setServiceParent(self)
-        for makeFeature in masterFeatures():
-            self.addFeature(makeFeature(self))
 
-    def addFeature(self, feature):
+    @property
+    def workers(self):
         """
-        Add a feature: a service that may also have C{locatorFor(connection)}
-        (its responders on a worker connection, or L{None}),
-        C{workerConnected(connection)} and C{workerDisconnected(connection)}.
+        The authenticated worker connections by name.
         """
-        super().addFeature(feature)
+        return self.registry.workers
 
     def buildFactory(self):
         """
         The listening factory: per-address limit, then TLS, then AMP.
         """
         tlsFactory = TLSMemoryBIOFactory(
-            tls.masterContextFactory(self.identity), False, MasterFactory(self)
-        )
+            tls.masterContextFactory(self.identity), False, MasterFactory(self))
         tlsFactory.noisy = False
-        return ConnectionLimiter(
-            tlsFactory,
-            self.items.master.max_connections_per_address,
-            self.log,
-        )
+        return ConnectionLimiter(tlsFactory, self.items.master.max_connections_per_address,
+                                 self.refusals)
 
     def addListeners(self):
         """
@@ -132,68 +157,14 @@ class MasterService(NodeService):
         address = port.getHost()
         self.log.info("Serving on ('{host}', {port})", host=address.host, port=address.port)
 
-    # -- registry ------------------------------------------------------------
-
-    def workerConnected(self, connection):
+    def stopConnections(self):
         """
-        Register an authenticated worker, replacing any older connection that
-        proved the same identity.
+        Stop listening, drop every worker, wait for all their sessions.
         """
-        name = connection.name
-        previous = self.workers.get(name)
-        if previous is not None and previous is not connection:
-            connection.log.warn(
-                "Replacing the previous connection of {name} from {peer}.",
-                name=name,
-                peer=previous.peerAddress,
-            )
-            previous.replaced = True
-            previous.disconnect()
-        self.workers[name] = connection
-        connection.status.last_keep_alive = self.clock.seconds()
-        self._cleanStaging(name)
-        connection.log.info("Worker {name} connected from {peer}.", name=name,
-                            peer=connection.peerAddress)
-        connection.locators.extend(self.featureLocators(connection))
-        for feature in self.features:
-            connected = getattr(feature, "workerConnected", None)
-            if connected is not None:
-                connected(connection)
-
-    def workerDisconnected(self, connection, reason):
-        """
-        Forget a worker connection that closed (unless it was replaced).
-        """
-        if self.workers.get(connection.name) is connection:
-            del self.workers[connection.name]
-            self._cleanStaging(connection.name)
-        for feature in self.features:
-            disconnected = getattr(feature, "workerDisconnected", None)
-            if disconnected is not None:
-                disconnected(connection)
-        connection.log.info("Cancelling pending tasks.")
-        connection.log.info("Worker {name} disconnected.", name=connection.name)
-
-    def _cleanStaging(self, name):
-        staging = self.home.staging(name)
-        if staging.isdir():
-            for child in staging.children():
-                child.remove()
-
-    # -- agents (answered by the agents feature when it is installed) ---------
-
-    def activeAgentCounts(self):
-        """
-        Active agents per node name.
-        """
-        if self.agents is None:
-            return {}
-        return self.agents.activeAgentCounts()
-
-    def listAgents(self, arguments):
-        """
-        The agent list for C{control -a}.
-        """
-        if self.agents is None:
-            return {"agents": []}
-        return self.agents.listAgents(arguments)
+        d = None
+        if self.listener is not None and self.listener.running:
+            d = self.listener.stopService()
+        stopped = self.registry.stopAll()
+        if d is not None:
+            stopped.addCallback(lambda _: d)
+        return stopped

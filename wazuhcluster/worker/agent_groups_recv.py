@@ -8,11 +8,21 @@ in a row whose hash differs, asks the master for the whole table
 (L{RequestFullAgentGroups}).
 """
 
-from twisted.internet.defer import maybeDeferred
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.protocols import amp
+from zope.interface import implementer
 
 from wazuhcluster.agentsync import MalformedChunk, decodeAgentGroups
 from wazuhcluster.commands import RequestFullAgentGroups, SendAgentGroups, SyncAborted
+from wazuhcluster.session import IFeature, IFeatureSession
+
+#: The most assignments one batch may hold (a master with more agents sends
+#: several batches).
+MAX_BATCH_ROWS = 250_000
+
+#: The most chunks one batch may have.
+MAX_BATCH_CHUNKS = 5_000
 
 
 class _Batch:
@@ -23,52 +33,46 @@ class _Batch:
         self.chunks = 0
 
 
-class _GroupsLocator(amp.CommandLocator):
+@implementer(IFeatureSession)
+class AgentGroupsRecvSession(amp.CommandLocator):
     """
-    The responder of L{SendAgentGroups} on the master connection.
-    """
-
-    def __init__(self, receiver, connection):
-        super().__init__()
-        self.receiver = receiver
-        self.connection = connection
-
-    @SendAgentGroups.responder
-    def sendAgentGroups(self, data, version, hash, full, final):
-        return self.receiver.received(self.connection, data, version, hash, full, final)
-
-
-class AgentGroupsReceiver:
-    """
-    The Agent-groups recv task of one worker.
+    The Agent-groups recv task on one connection to the master.
 
     @ivar mismatches: incremental batches in a row whose hash differed.
     """
 
-    def __init__(self, worker, database):
-        """
-        @param database: a callable returning a L{Deferred} of the
-            L{wazuhcluster.agentdb.AgentDatabase}.
-        """
-        self.worker = worker
-        self.database = database
+    def __init__(self, feature, peer):
+        super().__init__()
+        self.feature = feature
+        self.worker = feature.worker
+        self.peer = peer
+        self.locator = self
         self.mismatches = 0
-        self.log = worker.log.withSubtag("Agent-groups recv")
-        self.logFull = worker.log.withSubtag("Agent-groups recv full")
+        self.log = feature.worker.log.withSubtag("Agent-groups recv")
+        self.logFull = feature.worker.log.withSubtag("Agent-groups recv full")
         self._batch = None
-        self._applying = False
+        self._applying = None
+        self._stopped = False
 
-    def locatorFor(self, connection):
-        return _GroupsLocator(self, connection)
-
-    def start(self, connection):
-        self._batch = None
-        self.mismatches = 0
+    def start(self):
+        self.feature.current = self
 
     def stop(self):
+        self._stopped = True
         self._batch = None
+        if self.feature.current is self:
+            self.feature.current = None
+        if self._applying is None:
+            return succeed(None)
+        follower = Deferred()
+        self._applying.addBoth(lambda result: (follower.callback(None), result)[1])
+        return follower
 
-    def received(self, connection, data, version, hash, full, final):
+    def health(self):
+        return {}
+
+    @SendAgentGroups.responder
+    def sendAgentGroups(self, data, version, hash, full, final):
         """
         One chunk of a batch.
 
@@ -78,7 +82,9 @@ class AgentGroupsReceiver:
             batch could not be stored; the batch is dropped.
         """
         log = self.logFull if full else self.log
-        if self._applying:
+        if self._stopped:
+            raise SyncAborted("Error 3023 - The connection is closing")
+        if self._applying is not None:
             self._abort(log, "a batch arrived while the previous one was being applied")
         try:
             rows = decodeAgentGroups(data)
@@ -91,33 +97,38 @@ class AgentGroupsReceiver:
         elif batch.full != full:
             self._abort(log, "a chunk of another batch arrived before the end of the "
                              "previous one")
+        if len(batch.rows) + len(rows) > MAX_BATCH_ROWS or batch.chunks >= MAX_BATCH_CHUNKS:
+            self._abort(log, f"a batch of more than {MAX_BATCH_ROWS} assignments or "
+                             f"{MAX_BATCH_CHUNKS} chunks")
         batch.rows.extend(rows)
         batch.chunks += 1
         if not final:
             return {"hash_matches": False}
         self._batch = None
-        self._applying = True
-        d = self.database()
-        d.addCallback(self._apply, batch, hash, connection, log)
+        d = self.feature.store.get()
+        d.addCallback(self._apply, batch, hash, log)
+        d.addErrback(self._storeFailed, log)
+        self._applying = d
         d.addBoth(self._applied)
         return d
 
     def _applied(self, result):
-        self._applying = False
+        self._applying = None
         return result
 
-    def _apply(self, database, batch, masterHash, connection, log):
-        d = database.applyGroupAssignments(batch.rows, batch.full)
-        d.addCallback(lambda _: database.globalGroupHash())
-        d.addCallbacks(self._compare, self._storeFailed,
-                       (batch, masterHash, connection, log), None, (log,))
+    def _apply(self, store, batch, masterHash, log):
+        d = store.applyGroupAssignments(batch.rows, batch.full)
+        d.addCallback(lambda _: store.globalGroupHash())
+        d.addCallback(self._compare, batch, masterHash, log)
         return d
 
     def _storeFailed(self, failure, log):
+        if failure.check(SyncAborted):
+            return failure
         self._abort(log, f"Error applying agent-groups information: "
                          f"{failure.getErrorMessage()}")
 
-    def _compare(self, localHash, batch, masterHash, connection, log):
+    def _compare(self, localHash, batch, masterHash, log):
         log.info("Finished in {elapsed:.3f}s. Updated {chunks} chunks.",
                  elapsed=self.worker.clock.seconds() - batch.started, chunks=batch.chunks)
         if localHash == masterHash:
@@ -134,14 +145,14 @@ class AgentGroupsReceiver:
                   count=self.mismatches, limit=limit)
         if self.mismatches >= limit:
             self.mismatches = 0
-            self.requestFull(connection, log)
+            self.requestFull(log)
         return {"hash_matches": False}
 
-    def requestFull(self, connection, log):
+    def requestFull(self, log):
         """
         Ask the master for its whole assignment table.
         """
-        d = maybeDeferred(connection.callRemote, RequestFullAgentGroups)
+        d = maybeDeferred(self.peer.callRemote, RequestFullAgentGroups)
         d.addCallbacks(
             lambda _: log.info("Sent request to obtain all agent-groups information "
                                "from the master node."),
@@ -153,3 +164,23 @@ class AgentGroupsReceiver:
         self._batch = None
         log.error("{reason}", reason=reason)
         raise SyncAborted(reason)
+
+
+@implementer(IFeature)
+class WorkerAgentGroups(Service):
+    """
+    The worker's agent-groups feature.
+    """
+
+    name = "agent-groups"
+
+    def __init__(self, worker, store):
+        """
+        @param store: the L{wazuhcluster.storeslot.AgentStoreService}.
+        """
+        self.worker = worker
+        self.store = store
+        self.current = None
+
+    def sessionFor(self, peer):
+        return AgentGroupsRecvSession(self, peer)

@@ -13,8 +13,17 @@ again meanwhile. A failed round leaves every unacknowledged row marked for
 the next one.
 """
 
-from twisted.internet.defer import TimeoutError, gatherResults, inlineCallbacks
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    Deferred,
+    TimeoutError,
+    gatherResults,
+    inlineCallbacks,
+    succeed,
+)
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
+from zope.interface import implementer
 
 from wazuhcluster.agentsync import (
     MalformedChunk,
@@ -24,6 +33,7 @@ from wazuhcluster.agentsync import (
     packChunks,
 )
 from wazuhcluster.commands import MAX_CHUNK, SendAgentInfo
+from wazuhcluster.session import IFeature, IFeatureSession
 
 #: Rows read from the database at a time.
 PAGE_SIZE = 5000
@@ -33,50 +43,97 @@ PAGE_SIZE = 5000
 WINDOW = 3
 
 
-class AgentInfoSender:
+def _chunks(rows):
     """
-    The Agent-info sync task of one worker.
+    Pack C{rows} into chunks; rows the master would refuse (too large,
+    malformed) are left out.  Runs in a thread (encoding thousands of rows
+    is too long for the reactor thread).
 
-    @ivar rounds: rounds run since start (for tests).
+    @return: C{(chunks, refused)}: the chunks of L{packChunks}, and
+        C{(id, sync_version, reason)} for each row left out.
+    """
+    encoded, refused = [], []
+    for row in rows:
+        wire = agentInfoRow(row)
+        try:
+            checkAgentInfoRow(wire)
+            data = encodeItem(wire)
+            if len(data) >= MAX_CHUNK:
+                raise MalformedChunk(f"{len(data)} bytes, too large")
+        except (MalformedChunk, ValueError) as e:
+            refused.append((row["id"], row["sync_version"], str(e)))
+            continue
+        encoded.append((row, data))
+    return packChunks(encoded), refused
+
+
+@implementer(IFeatureSession)
+class AgentInfoSendSession:
+    """
+    The Agent-info sync task on one connection to the master: a round every
+    C{worker.sync_agent_info} seconds, and at once when asked (an agent just
+    reported); one round at a time, one more pending at most.  Stopping
+    waits for the round in progress.
     """
 
-    def __init__(self, worker, database):
-        """
-        @param database: a callable returning a L{Deferred} of the
-            L{wazuhcluster.agentdb.AgentDatabase}.
-        """
-        self.worker = worker
-        self.database = database
-        self.log = worker.log.withSubtag("Agent-info sync")
+    locator = None
+
+    def __init__(self, feature, peer):
+        self.feature = feature
+        self.worker = feature.worker
+        self.peer = peer
+        self.log = feature.worker.log.withSubtag("Agent-info sync")
         self._loop = None
-        self._connection = None
+        self._running = None
+        self._again = False
+        self._stopped = False
 
-    def start(self, connection):
-        self.stop()
-        self._connection = connection
+    def start(self):
+        self.feature.current = self
         self._loop = LoopingCall(self.syncOnce)
         self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker.sync_agent_info, now=True)
+        self._loop.start(self.worker.items.worker.sync_agent_info, now=True).addErrback(
+            lambda f: self.log.failure("The agent-info loop stopped", f, level=LogLevel.error))
 
     def stop(self):
+        self._stopped = True
+        if self.feature.current is self:
+            self.feature.current = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        self._connection = None
+        if self._running is None:
+            return succeed(None)
+        follower = Deferred()
+        self._running.addBoth(lambda result: (follower.callback(None), result)[1])
+        return follower
+
+    def health(self):
+        return {}
 
     def syncOnce(self):
         """
-        Run one round on the current connection; never fails.
+        Run one round now (or one more after the running one); never fails.
 
         @return: a L{Deferred} firing with the number of chunks sent, or
-            L{None} after an error.
+            L{None} (an error, or a round already running).
         """
-        connection = self._connection
-        if connection is None:
+        if self._stopped:
             return None
-        d = self._round(connection)
+        if self._running is not None:
+            self._again = True
+            return None
+        self._running = d = self._round(self.peer)
         d.addErrback(self._failed)
+        d.addBoth(self._ended)
         return d
+
+    def _ended(self, result):
+        self._running = None
+        if self._again and not self._stopped:
+            self._again = False
+            self.syncOnce()
+        return result
 
     def _failed(self, failure):
         if failure.check(TimeoutError):
@@ -90,7 +147,7 @@ class AgentInfoSender:
     def _round(self, connection):
         clock = self.worker.clock
         started = clock.seconds()
-        database = yield self.database()
+        database = yield self.feature.store.get()
         rows = yield database.agentInfoToSync(limit=PAGE_SIZE)
         if not rows:
             self.log.info("No synchronization required, skipping.")
@@ -118,7 +175,12 @@ class AgentInfoSender:
 
         try:
             while rows:
-                for chunk in self._chunks(rows, skipped):
+                chunks, refused = yield self.worker.runInThread(_chunks, rows)
+                for rowId, version, error in refused:
+                    self.log.warn("Information of agent {id} cannot be synced ({error}); "
+                                  "skipped.", id=rowId, error=error)
+                    skipped.append((rowId, version))
+                for chunk in chunks:
                     if pending is not None:
                         push(pending, False)
                         yield drain(WINDOW - 1)
@@ -129,10 +191,10 @@ class AgentInfoSender:
         except Exception:
             # Close the round on the master (best effort), then fail.
             yield drain(0).addErrback(lambda _: None)
-            closing = connection.callRemote(SendAgentInfo, data=b"[]", final=True)
+            closing = connection.callRemote(SendAgentInfo, data=b"", final=True)
             yield closing.addErrback(lambda _: None)
             raise
-        push(pending if pending is not None else ([], b"[]"), True)
+        push(pending if pending is not None else ([], b""), True)
         yield drain(0)
         marked = yield gatherResults(counts["marks"])
         failures = [result[0] for result in marked if isinstance(result, tuple)]
@@ -149,32 +211,12 @@ class AgentInfoSender:
                           "not know.", unknown=counts["unknown"])
         return counts["chunks"]
 
-    def _chunks(self, rows, skipped):
-        """
-        Pack C{rows} into chunks; rows the master would refuse (too large,
-        malformed) are left out, logged, and added to C{skipped}.
-        """
-        encoded = []
-        for row in rows:
-            wire = agentInfoRow(row)
-            try:
-                checkAgentInfoRow(wire)
-                data = encodeItem(wire)
-                if len(data) > MAX_CHUNK - 2:
-                    raise MalformedChunk(f"{len(data)} bytes, too large")
-            except (MalformedChunk, ValueError) as e:
-                self.log.warn("Information of agent {id} cannot be synced ({error}); "
-                              "skipped.", id=row["id"], error=str(e))
-                skipped.append((row["id"], row["sync_version"]))
-                continue
-            encoded.append((row, data))
-        return packChunks(encoded)
-
     @inlineCallbacks
     def _send(self, connection, database, chunk, final, timeout, counts):
         rows, data = chunk
         d = connection.callRemote(SendAgentInfo, data=data, final=final)
-        d.addTimeout(timeout, self.worker.clock)
+        if timeout:
+            d.addTimeout(timeout, self.worker.clock)
         answer = yield d
         # Marking runs while the next chunk travels; the round waits for
         # every mark before it ends.
@@ -186,3 +228,36 @@ class AgentInfoSender:
             counts["chunks"] += 1
         counts["updated"] += answer["updated"]
         counts["unknown"] += answer["unknown"]
+
+
+@implementer(IFeature)
+class WorkerAgentInfo(Service):
+    """
+    The worker's agent-info feature.
+
+    @ivar current: the session of the current connection, or L{None}.
+    """
+
+    name = "agent-info"
+
+    def __init__(self, worker, store):
+        """
+        @param store: the L{wazuhcluster.storeslot.AgentStoreService}.
+        """
+        self.worker = worker
+        self.store = store
+        self.current = None
+
+    def sessionFor(self, peer):
+        return AgentInfoSendSession(self, peer)
+
+    def syncNow(self):
+        """
+        Send the agent info now (C{agent report} just recorded a report).
+
+        @return: whether a round started (or was queued).
+        """
+        if self.current is None:
+            return False
+        self.current.syncOnce()
+        return True

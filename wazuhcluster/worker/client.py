@@ -1,14 +1,18 @@
 # -*- test-case-name: tests.test_hello,tests.test_keepalive -*-
 """
 The worker node: keeps one permanent, mutually authenticated TLS connection
-to the master (C{ClientService} with back-off), says hello on it, and runs
-the per-connection tasks while it is up.
+to the master (C{ClientService} with Twisted's C{backoffPolicy}), says hello
+on it, and runs one session of each feature while it is up.
+
+A lost connection's sessions are stopped, and the staging directory is
+cleaned, before the worker dials again: the next connection never races
+the last one's work.
 """
 
 import random
 
-from twisted.application.internet import ClientService
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
@@ -17,19 +21,23 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from wazuhcluster import PROTOCOL_VERSION, __version__, tls
-from wazuhcluster.commands import Hello
+from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.commands import Hello, Ping
+from wazuhcluster.connection import ClusterConnection
 from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
-from wazuhcluster.node import FeatureResponders, NodeService
-from wazuhcluster.worker.features import workerFeatures
-from wazuhcluster.worker.keepalive import KeepAliveSender
-
-#: Longest wait between two connection attempts, whatever the back-off.
-MAX_RETRY_DELAY = 60.0
+from wazuhcluster.node import NodeService
+from wazuhcluster.storeslot import AgentStoreService
+from wazuhcluster.worker.agent_groups_recv import WorkerAgentGroups
+from wazuhcluster.worker.agent_info import WorkerAgentInfo
+from wazuhcluster.worker.agents import WorkerAgents
+from wazuhcluster.worker.integrity_sync import WorkerIntegrity
+from wazuhcluster.worker.keepalive import WorkerKeepAlive
+from wazuhcluster.worker.tlsfailure import describeConnectFailure
 
 
 @implementer(IHandshakeListener)
-class WorkerConnection(FeatureResponders):
+class WorkerConnection(ClusterConnection):
     """
     The worker's side of its connection to the master.
 
@@ -38,10 +46,9 @@ class WorkerConnection(FeatureResponders):
     """
 
     def __init__(self, worker):
-        super().__init__()
+        super().__init__(worker.log)
         self.worker = worker
         self.handshake = Deferred()
-        self.masterName = None
 
     def connectionMade(self):
         super().connectionMade()
@@ -58,19 +65,27 @@ class WorkerConnection(FeatureResponders):
             self.handshake.errback(reason)
         self.worker.connectionLost(self, reason)
 
+    @Ping.responder
+    def ping(self):
+        return {}
+
 
 @implementer(IStreamClientEndpoint)
-class _ObservedEndpoint:
+class _GatedEndpoint:
     """
-    An endpoint that tells the worker why a connection attempt failed.
+    An endpoint that dials only once the worker is idle (the last
+    connection's sessions stopped and its staging directory is clean), and
+    tells the worker why an attempt failed.
     """
 
-    def __init__(self, endpoint, onFailure):
+    def __init__(self, endpoint, whenIdle, onFailure):
         self._endpoint = endpoint
+        self._whenIdle = whenIdle
         self._onFailure = onFailure
 
     def connect(self, factory):
-        d = self._endpoint.connect(factory)
+        d = self._whenIdle()
+        d.addCallback(lambda _: self._endpoint.connect(factory))
         d.addErrback(self._failed)
         return d
 
@@ -79,47 +94,53 @@ class _ObservedEndpoint:
         return failure
 
 
+def openLocalStore(worker):
+    """
+    The worker's own agent database, C{queue/db/global.db}.
+    """
+    return AgentDatabase.open(worker.home.globalDb, reactor=worker.reactor,
+                              managerName=worker.config.node_name)
+
+
 class WorkerService(NodeService):
     """
     The worker node.
 
     @ivar connection: the authenticated L{WorkerConnection}, or L{None}.
-    @ivar tasks: per-connection tasks, each with C{start(connection)} and
-        C{stop()}.
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
-                 endpoint=None, jitter=random.random, runInThread=None, watchFiles=True):
-        super().__init__(home, config, items, identity, reactor, clock, runInThread,
-                         watchFiles)
-        reactor = self.reactor
+                 endpoint=None, jitter=random.random, runInThread=None, store=None,
+                 openStore=None, durable=True):
+        super().__init__(home, config, items, identity, reactor, clock, runInThread)
         self.jitter = jitter
         self.connection = None
         self.log = ClusterLogger(f"Worker {config.node_name}", "Main",
                                  namespace="wazuhcluster.worker", node=config.node_name)
-        self.keepAlive = KeepAliveSender(self)
-        self.tasks = [self.keepAlive]
         self._lastProblem = None
+        self._idle = succeed(None)
+        retry = items.worker.connection_retry
+        self._policy = backoffPolicy(initialDelay=min(1.0, retry), maxDelay=retry,
+                                     jitter=lambda: self.jitter() * min(1.0, retry / 10))
         if endpoint is None:
-            endpoint = HostnameEndpoint(reactor, config.masterHost, config.port)
+            endpoint = HostnameEndpoint(self.reactor, config.masterHost, config.port)
         self.clientService = ClientService(
-            _ObservedEndpoint(endpoint, self._connectFailed),
+            _GatedEndpoint(endpoint, self.whenIdle, self._connectFailed),
             self.buildFactory(),
             retryPolicy=self.retryDelay,
             clock=self.clock,
         )
+        opener = openStore or openLocalStore
+        self.agentStore = AgentStoreService(lambda: opener(self), self.log, injected=store)
+        self.agentStore.setServiceParent(self)
+        self.agents = WorkerAgents(self, self.agentStore)
+        self.agents.setServiceParent(self)
+        self.addFeature(WorkerKeepAlive(self))
+        self.integrity = self.addFeature(WorkerIntegrity(
+            self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable))
+        self.agentInfo = self.addFeature(WorkerAgentInfo(self, self.agentStore))
+        self.addFeature(WorkerAgentGroups(self, self.agentStore))
         self.clientService.setServiceParent(self)
-        for makeFeature in workerFeatures():
-            self.addFeature(makeFeature(self))
-
-    def addFeature(self, feature):
-        """
-        Add a feature: a service with C{start(connection)} and C{stop()}
-        (run while connected) that may also have C{locatorFor(connection)}
-        (its responders on the master connection, or L{None}).
-        """
-        self.tasks.append(feature)
-        super().addFeature(feature)
 
     def buildFactory(self):
         """
@@ -142,20 +163,28 @@ class WorkerService(NodeService):
         """
         Add the local control socket.
         """
-        ControlServer(self.home.controlSocket, WorkerControlHandler(self), self.reactor,
-                      log=self.log.withTag("Local Server")).setServiceParent(self)
+        ControlServer(self.home.controlSocket, WorkerControlHandler(self, self.agentInfo),
+                      self.reactor, log=self.log.withTag("Local Server")).setServiceParent(self)
 
     # -- connecting ------------------------------------------------------------
 
+    def whenIdle(self):
+        """
+        @return: a Deferred firing once the last connection's sessions have
+            stopped and its staging directory is clean.
+        """
+        follower = Deferred()
+        self._idle.addBoth(lambda result: (follower.callback(None), result)[1])
+        return follower
+
     def retryDelay(self, attempt):
         """
-        The back-off: C{worker.connection_retry} seconds, growing by half
-        each failed attempt up to a minute, plus up to 10% jitter so that
-        workers do not all knock at once after a master restart.
+        The back-off: Twisted's C{backoffPolicy} from about a second, growing
+        by half each failed attempt, never above C{worker.connection_retry},
+        with jitter so that workers do not all knock at once after a master
+        restart.
         """
-        base = self.items.worker.connection_retry
-        delay = min(base * 1.5 ** max(attempt - 1, 0), max(base, MAX_RETRY_DELAY))
-        delay += delay * 0.1 * self.jitter()
+        delay = min(self._policy(attempt), self.items.worker.connection_retry)
         problem, self._lastProblem = self._lastProblem, None
         if problem == "refused":
             self.log.error("Could not connect to master. Trying again in {delay:.3g} seconds.",
@@ -186,7 +215,8 @@ class WorkerService(NodeService):
         timeout = self.items.communication.timeout_cluster_request
         d = connection.handshake
         d.addCallback(lambda _: self._sendHello(connection))
-        d.addTimeout(timeout, self.clock)
+        if timeout:
+            d.addTimeout(timeout, self.clock)
         d.addCallbacks(self._welcomed, self._refused, (connection,), None, (connection,))
 
     def _sendHello(self, connection):
@@ -194,55 +224,62 @@ class WorkerService(NodeService):
         proof = tls.helloProof(config.key, tls.channelBinding(connection.transport),
                                config.name, config.node_name)
         return connection.callRemote(
-            Hello,
-            cluster_name=config.name,
-            node_name=config.node_name,
-            node_type="worker",
-            version=__version__,
-            protocol=PROTOCOL_VERSION,
-            proof=proof,
-        )
+            Hello, cluster_name=config.name, node_name=config.node_name,
+            node_type="worker", version=__version__, protocol=PROTOCOL_VERSION, proof=proof)
 
     def _welcomed(self, answer, connection):
-        connection.masterName = answer["master_name"]
-        connection.locators.extend(self.featureLocators(connection))
+        if connection.transport is None or connection._closing:
+            return
+        master = answer["master_name"]
+        binding = tls.channelBinding(connection.transport)
+        if not tls.verifyHelloProof(answer["proof"], self.config.key, binding,
+                                    self.config.name, master, role="master"):
+            self.log.error("Could not connect to master: it did not prove the cluster "
+                           "key (is it a master of cluster {cluster}?).",
+                           cluster=self.config.name)
+            self._lastProblem = "closed"
+            connection.disconnect()
+            return
+        connection.name = master
+        connection.sessions = self.sessionsFor(connection)
         self.connection = connection
-        self._cleanStaging(connection.masterName)
         self.log.info("Successfully connected to master.")
-        for task in self.tasks:
-            task.start(connection)
+        connection.sessions.start()
 
     def _refused(self, failure, connection):
         if failure.check(TimeoutError):
             problem = "Error 3020 - Timeout sending request: hello"
+        elif not connection.handshake.called or connection.transport is None:
+            problem = describeConnectFailure(failure, self.config.masterHost)
         else:
             problem = failure.getErrorMessage()
         self.log.error("Could not connect to master: {problem}.", problem=problem)
         self._lastProblem = "closed"
         if connection.transport is not None:
-            connection.transport.abortConnection()
+            connection.disconnect()
 
     def connectionLost(self, connection, reason):
         """
-        The connection to the master is gone: stop its tasks.
+        The connection to the master is gone: stop its sessions, then clean
+        the staging directory; only then may the worker dial again.
         """
         if connection is not self.connection:
             return
         self.connection = None
-        for task in self.tasks:
-            task.stop()
-        self._cleanStaging(connection.masterName)
         self._lastProblem = "closed"
         if reason.check(ConnectionDone):
             self.log.info("The master closed the connection")
         else:
-            self.log.error("Connection with the master lost: {reason}",
-                           reason=reason.getErrorMessage())
+            self.log.warn("The connection to the master was lost: {reason}",
+                          reason=reason.getErrorMessage())
+        stopped = connection.sessions.stop()
+        stopped.addCallback(lambda _: self.cleanStaging(connection.name))
+        self._idle = stopped
 
-    def _cleanStaging(self, masterName):
-        if not masterName:
-            return
-        staging = self.home.staging(masterName)
-        if staging.isdir():
-            for child in staging.children():
-                child.remove()
+    def stopConnections(self):
+        """
+        Stop dialling, drop the connection, wait for its sessions.
+        """
+        d = self.clientService.stopService()
+        d.addCallback(lambda _: self.whenIdle())
+        return d

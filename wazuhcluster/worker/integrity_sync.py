@@ -1,23 +1,42 @@
 # -*- test-case-name: tests.test_integrity_sync -*-
 """
-The worker's side of integrity: on connect, every C{worker.sync_integrity}
-seconds and whenever the master announces a change, compare digests (one
-round trip when in sync), then fetch the master's manifest, compare, stage
-what is missing or changed, and apply it all at once (master always wins:
-extra files are deleted).
+The worker's side of integrity.
 
-One round at a time; a change announced during a round brings one more
-round after it.
+The feature keeps what this worker knows of its files: its snapshot, the
+master's digest it last synced to (C{base}), and the files it knows differ
+from that state (C{dirty}: what the master had there).  A round compares
+digests (one round trip when in sync), receives the master's changes since
+C{base} (or the whole manifest when the master does not know C{base}),
+compares them with its own files (O(changes)), stages what it lacks and
+places it (master always wins: extra files are deleted), then updates its
+snapshot from what it placed, without rescanning.  One safety-net scan per
+C{worker.sync_integrity} period finds local edits, which the next round
+reverts.
+
+Rounds run on connect, every C{worker.sync_integrity} seconds and whenever
+the master announces a change: one at a time, one more at most pending,
+never more often than every L{MIN_ROUND_INTERVAL} seconds, so a file that
+changes ten times a second costs at most two rounds a second while a single
+change starts a round at once.  Scans, decoding, comparing, staging and
+placing run in the feature's thread queue, one job at a time, so an apply
+never races a scan or the cleaning of the staging directory.
 """
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    inlineCallbacks,
+)
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
 from twisted.protocols import amp
+from zope.interface import implementer
 
+from wazuhcluster.chunks import packRecords
 from wazuhcluster.commands import (
     FILE_DATA_VALUES,
-    MAX_CHUNK,
     FileData,
     IntegrityChanged,
     IntegrityCheck,
@@ -28,29 +47,27 @@ from wazuhcluster.commands import (
     TransferAborted,
     TransferDone,
 )
-from wazuhcluster.integrity import ManifestDecoder, compareManifests
-from wazuhcluster.local_integrity import LocalIntegrity
+from wazuhcluster.integrity import (
+    FileMeta,
+    ManifestDecoder,
+    compareDelta,
+    compareManifests,
+    scanFiles,
+)
+from wazuhcluster.local_integrity import ScanReporter
+from wazuhcluster.pathrules import itemFor
+from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
 from wazuhcluster.staging import StagedSync
-from wazuhcluster.streams import FileStreamReceiver
+from wazuhcluster.streams import StreamReceiver
 
 #: Manifest chunks asked for at once.
 MANIFEST_WINDOW = 8
 
+#: Seconds between the starts of two rounds, at least.
+MIN_ROUND_INTERVAL = 0.5
 
-def batchPaths(paths, limit=MAX_CHUNK):
-    """
-    Join C{paths} by newlines into values of at most C{limit} bytes.
-    """
-    batch, size = [], 0
-    for path in paths:
-        encoded = path.encode("utf-8")
-        if batch and size + len(encoded) + 1 > limit:
-            yield b"\n".join(batch)
-            batch, size = [], 0
-        batch.append(encoded)
-        size += len(encoded) + 1
-    if batch:
-        yield b"\n".join(batch)
+#: The most files a manifest from the master may hold.
+MAX_MANIFEST_ENTRIES = 2_000_000
 
 
 class _Transfer:
@@ -64,278 +81,436 @@ class _Transfer:
         self.receiver = receiver
         self.deletions = deletions
         self.done = Deferred()
+        self.closed = False
 
 
-class IntegrityWorker(MultiService):
+def _compare(chunks, full, entries, fileset, mine, dirty):
     """
-    The worker's integrity feature.
+    Decode what the master sent and compare it with this worker's files.
+    Blocking: runs in the thread queue.
 
-    @ivar local: the L{LocalIntegrity} of this worker's synced files.
-    @ivar rounds: completed rounds (for tests and health).
+    @return: C{(comparison, expected)}: the L{Comparison}, and for every path
+        looked at, what the master has there (C{(md5, size)} or L{None}).
+    """
+    decoder = ManifestDecoder(fileset, maxEntries=entries, deletions=not full)
+    for chunk in chunks:
+        decoder.feed(chunk)
+    master = decoder.finish()
+    if full:
+        comparison = compareManifests(master, mine.manifest())
+        expected = dict(master)
+        expected.update((path, None) for path in comparison.extra)
+        return comparison, expected
+    view = dict(dirty)
+    view.update(master)
+    files = mine.files
+    worker = {path: (files[path].md5, files[path].size) for path in view if path in files}
+    return compareDelta(view, worker), view
+
+
+def _afterApply(result, snapshot, expected, dirty, full, fileset):
+    """
+    This worker's new snapshot and dirty set once C{result} was placed.
+    Blocking (O(changes), O(files) for a full round): runs in the queue.
+    """
+    changes = {}
+    for path, placed in result.placed.items():
+        item = itemFor(fileset, path)
+        st = placed.stat
+        key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        mtime = 0.0 if st is None else st.st_mtime_ns / 1e9
+        changes[path] = FileMeta(placed.md5, mtime, placed.size, item.path, key)
+    for path in result.deleted:
+        if path in snapshot.files:
+            changes[path] = None
+    for removed in result.removedDirs:
+        prefix = removed + "/"
+        for path in snapshot.files:
+            if path.startswith(prefix) and path not in changes:
+                changes[path] = None
+    updated = snapshot.withChanges(changes)
+    newDirty = {} if full else dict(dirty)
+    for path, entry in expected.items():
+        meta = updated.files.get(path)
+        mine = None if meta is None else (meta.md5, meta.size)
+        if mine == (None if entry is None else tuple(entry)):
+            newDirty.pop(path, None)
+        else:
+            newDirty[path] = entry
+    return updated, newDirty
+
+
+@implementer(IFeatureSession)
+class WorkerIntegritySession(amp.CommandLocator):
+    """
+    Integrity on the connection to the master.
     """
 
-    name = "integrity"
-
-    def __init__(self, worker):
+    def __init__(self, feature, peer):
         super().__init__()
-        self.worker = worker
-        self.runInThread = worker.runInThread
-        self.log = worker.log.withSubtag("Integrity check")
-        self.syncLog = worker.log.withSubtag("Integrity sync")
-        self.local = LocalIntegrity(
-            worker.home.root,
-            worker.items.fileset,
-            worker.items.worker.sync_integrity,
-            worker.log.withSubtag("Local integrity"),
-            worker.clock,
-            runInThread=worker.runInThread,
-            # No inotify on workers: every round rescans them anyway, and
-            # watching the files a sync is writing costs more than it saves
-            # (it doubled the apply of a 20 000-file sync).
-            watch=False,
-            reactor=worker.reactor,
-        )
-        self.local.setServiceParent(self)
-        self.local.subscribe(self._localChanged)
-        self.connection = None
-        self.rounds = 0
-        self.lastSynced = None
+        self.feature = feature
+        self.peer = peer
+        self.locator = self
+        self.clock = feature.worker.clock
+        self.log = feature.worker.log.withSubtag("Integrity check")
+        self.syncLog = feature.worker.log.withSubtag("Integrity sync")
+        self.transfer = None
         self._loop = None
         self._running = None
         self._again = False
-        self._transfer = None
+        self._delayed = None
+        self._lastStart = None
+        self._stopped = False
 
-    # -- connection life -------------------------------------------------------
+    # -- life --------------------------------------------------------------------
 
-    def locatorFor(self, connection):
-        return _WorkerIntegrityLocator(self)
-
-    def start(self, connection):
-        self.connection = connection
+    def start(self):
+        self.feature.current = self
         self._loop = LoopingCall(self.check)
-        self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker.sync_integrity, now=True)
+        self._loop.clock = self.clock
+        self._loop.start(self.feature.worker.items.worker.sync_integrity, now=True) \
+            .addErrback(lambda f: self.log.failure("The integrity loop stopped", f,
+                                                   level=LogLevel.error))
 
     def stop(self):
-        self.connection = None
+        if self._stopped:
+            return self._whenStopped()
+        self._stopped = True
+        if self.feature.current is self:
+            self.feature.current = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        self._again = False
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
+        self._delayed = None
         self._abortTransfer(SyncAborted("Error 3023 - The connection to the master was lost"))
+        return self._whenStopped()
 
-    def stopService(self):
-        self.stop()
-        return super().stopService()
+    def _whenStopped(self):
+        waits = [self.feature.queue.idle()]
+        if self._running is not None:
+            follower = Deferred()
+            self._running.addBoth(lambda result: (follower.callback(None), result)[1])
+            waits.append(follower)
+        return gatherResults(waits).addCallback(lambda _: self.feature.queue.idle())
 
-    # -- rounds ----------------------------------------------------------------
+    def health(self):
+        return {}
+
+    # -- scheduling ----------------------------------------------------------------
 
     def check(self):
         """
         Run a round now, or one more after the running one.  Never fails.
         """
-        if self.connection is None:
+        if self._stopped:
             return None
         if self._running is not None:
             self._again = True
             return None
-        self._running = self._round(self.connection)
+        now = self.clock.seconds()
+        if self._lastStart is not None and now - self._lastStart < MIN_ROUND_INTERVAL:
+            if self._delayed is None or not self._delayed.active():
+                self._delayed = self.clock.callLater(
+                    self._lastStart + MIN_ROUND_INTERVAL - now, self._delayedCheck)
+            return None
+        self._lastStart = now
+        self._running = self._round()
         self._running.addErrback(self._roundFailed)
         self._running.addBoth(self._roundEnded)
         return None
 
+    def _delayedCheck(self):
+        self._delayed = None
+        self.check()
+
     def _roundFailed(self, failure):
+        if self._stopped or failure.check(CancelledError):
+            return None
         self.syncLog.error("Error synchronizing integrity: {error}",
                            error=failure.getErrorMessage())
+        return None
 
     def _roundEnded(self, ignored):
         self._running = None
-        self.rounds += 1
-        if self._again and self.connection is not None:
+        self.feature.rounds += 1
+        if self._again and not self._stopped:
             self._again = False
             self.check()
 
-    def _localChanged(self, snapshot):
-        # A local edit (or our own apply): make sure it matches the master.
-        if self.connection is not None:
-            self.check()
+    # -- a round -------------------------------------------------------------------
 
     @inlineCallbacks
-    def _round(self, connection):
-        clock = self.worker.clock
-        started = clock.seconds()
+    def _round(self):
+        feature = self.feature
+        worker = feature.worker
+        started = self.clock.seconds()
         self.log.info("Starting.")
-        mine = yield self.local.rescanNow()
-        answer = yield connection.callRemote(IntegrityCheck, digest=mine.digest)
+        if feature.needsScan():
+            yield feature.scan()
+        mine = feature.snapshot
+        d = self.peer.callRemote(IntegrityCheck, digest=mine.digest, base=feature.base)
+        d.addTimeout(worker.items.communication.timeout_cluster_request, self.clock)
+        answer = yield d
+        masterDigest = answer["master_digest"]
         if answer["in_sync"]:
-            self.lastSynced = answer["master_digest"]
+            feature.synced(masterDigest, {})
             self.log.info("Finished in {elapsed:.3f}s. Sync not required.",
-                          elapsed=clock.seconds() - started)
+                          elapsed=self.clock.seconds() - started)
             return
-        session = answer["session"]
-        master = yield self._fetchManifest(connection, session, answer["manifest_chunks"],
-                                           answer["files"])
-        comparison = compareManifests(master, mine.manifest())
+        chunks = yield self._fetchChunks(answer)
+        comparison, expected = yield feature.queue.run(
+            _compare, chunks, answer["full"], answer["entries"], worker.items.fileset, mine,
+            feature.dirty)
+        if comparison.inSync:
+            feature.synced(masterDigest, {})
+            self.log.info("Finished in {elapsed:.3f}s. Sync not required.",
+                          elapsed=self.clock.seconds() - started)
+            return
         self.log.info("Finished in {elapsed:.3f}s. Sync required.",
-                      elapsed=clock.seconds() - started)
-        syncStarted = clock.seconds()
+                      elapsed=self.clock.seconds() - started)
+        yield self._sync(answer, comparison, expected, mine)
+
+    def _fetchChunks(self, answer):
+        count, entries = answer["chunks"], answer["entries"]
+        if not 0 < count <= max(entries, 1) or entries > MAX_MANIFEST_ENTRIES:
+            raise SyncAborted(f"Error 3036 - The master announced {entries} entries in "
+                              f"{count} chunks")
+        results = [answer["data"]] + [None] * (count - 1)
+        indexes = iter(range(1, count))
+
+        @inlineCallbacks
+        def fetcher():
+            for index in indexes:
+                reply = yield self.peer.callRemote(ManifestChunk, session=answer["session"],
+                                                   index=index)
+                results[index] = reply["data"]
+
+        d = gatherResults([fetcher() for _ in range(min(MANIFEST_WINDOW, count - 1))],
+                          consumeErrors=True)
+        d.addCallback(lambda _: results)
+        d.addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+        return d
+
+    @inlineCallbacks
+    def _sync(self, answer, comparison, expected, mine):
+        feature = self.feature
+        worker = feature.worker
+        syncStarted = self.clock.seconds()
+        session = answer["session"]
         self.syncLog.info("Starting.")
         self.syncLog.info(
             "Files to create: {missing} | Files to update: {shared} | Files to delete: {extra}",
             missing=len(comparison.missing), shared=len(comparison.shared),
             extra=len(comparison.extra))
         wanted = comparison.missing + comparison.shared
-        staged = StagedSync(self.worker.home.root, self.worker.home.staging(connection.masterName),
-                            self.worker.items.fileset)
-        receiver = FileStreamReceiver(staged, {path: master[path] for path in wanted})
-        transfer = self._transfer = _Transfer(session, staged, receiver, list(comparison.extra))
+        staged = StagedSync(worker.home.root, worker.home.staging(self.peer.name),
+                            worker.items.fileset, durable=feature.durable,
+                            maxBytes=worker.items.communication.max_zip_size)
+        transfer = self.transfer = _Transfer(session, staged, StreamReceiver(staged, wanted),
+                                             list(comparison.extra))
         try:
-            for paths in batchPaths(wanted):
-                yield connection.callRemote(RequestFiles, session=session, paths=paths)
-            yield connection.callRemote(StartTransfer, session=session,
-                                        missing=len(comparison.missing),
-                                        shared=len(comparison.shared),
-                                        extra=len(comparison.extra))
+            for _, paths in packRecords(p.encode("utf-8") for p in wanted):
+                yield self.peer.callRemote(RequestFiles, session=session, paths=paths)
+            yield self.peer.callRemote(StartTransfer, session=session,
+                                       missing=len(comparison.missing),
+                                       shared=len(comparison.shared),
+                                       extra=len(comparison.extra))
             result = yield transfer.done
         except BaseException:
             self._abortTransfer(None)
             raise
-        self.lastSynced = answer["master_digest"]
-        self.syncLog.info("Finished in {elapsed:.3f}s.", elapsed=clock.seconds() - syncStarted)
-        if self._touchesClientKeys(result):
-            agents = getattr(self.worker, "agents", None)
-            if agents is not None:
-                yield agents.clientKeysChanged()
-        self.local.trigger()
+        snapshot, dirty = yield feature.queue.run(
+            _afterApply, result, feature.snapshot, expected, feature.dirty,
+            answer["full"], worker.items.fileset)
+        feature.synced(answer["master_digest"], dirty, snapshot)
+        for path, reason in sorted(result.failed.items()):
+            self.syncLog.error("Could not apply {path}: {reason}", path=path, reason=reason)
+        self.syncLog.info("Finished in {elapsed:.3f}s.",
+                          elapsed=self.clock.seconds() - syncStarted)
+        if "etc/client.keys" in result.placed or "etc/client.keys" in result.deleted:
+            yield feature.clientKeysChanged()
 
-    @staticmethod
-    def _touchesClientKeys(result):
-        return "etc/client.keys" in (result.created + result.updated + result.deleted)
-
-    def _fetchManifest(self, connection, session, chunks, files):
-        decoder = ManifestDecoder(self.worker.items.fileset, maxEntries=files)
-        results = [None] * chunks
-        queue = iter(range(chunks))
-
-        @inlineCallbacks
-        def fetcher():
-            for index in queue:
-                answer = yield connection.callRemote(ManifestChunk, session=session, index=index)
-                results[index] = answer["data"]
-
-        d = gatherResults([fetcher() for _ in range(min(MANIFEST_WINDOW, chunks))],
-                          consumeErrors=True)
-
-        def decode(_):
-            for chunk in results:
-                if chunk:
-                    decoder.feed(chunk)
-            return decoder.entries
-
-        d.addCallback(decode)
-        d.addErrback(lambda failure: failure.value.subFailure
-                     if hasattr(failure.value, "subFailure") else failure)
-        return d
-
-    # -- receiving -------------------------------------------------------------
+    # -- receiving -----------------------------------------------------------------
 
     def _current(self, session):
-        transfer = self._transfer
-        if transfer is None or transfer.session != session:
+        transfer = self.transfer
+        if transfer is None or transfer.session != session or transfer.closed:
             raise SyncAborted("Error 3036 - No transfer in progress for this session")
         return transfer
 
-    def receive(self, session, data):
-        """
-        Stage the next chunk of the stream; the answer acknowledges it.
-        """
+    @FileData.responder
+    def fileData(self, session, data, **more):
         transfer = self._current(session)
-        try:
-            transfer.receiver.feed(data)
-        except SyncAborted as error:
-            self._abortTransfer(error)
-            raise
-        except Exception as error:
-            # A disk error while staging: refuse the chunk (a declared
-            # error), abandon this round; the next one retries.
-            aborted = SyncAborted(f"Error 3033 - Could not stage the files: {error}")
-            self._abortTransfer(aborted)
-            raise aborted
-        return {}
+        pieces = [data] + [more.get(f"data{n}") for n in range(2, FILE_DATA_VALUES + 1)]
+        d = self.feature.queue.run(_feedAll, transfer.receiver,
+                                   [p for p in pieces if p is not None])
+        d.addCallbacks(lambda _: {}, self._stagingFailed, errbackArgs=(transfer,))
+        return d
 
+    def _stagingFailed(self, failure, transfer):
+        error = SyncAborted(f"Error 3033 - Could not stage the files: "
+                            f"{failure.getErrorMessage()}")
+        if self.transfer is transfer:
+            self._abortTransfer(error)
+        raise error
+
+    @TransferDone.responder
     def transferDone(self, session):
         transfer = self._current(session)
-        try:
-            transfer.receiver.finish()
-        except SyncAborted as error:
-            self._abortTransfer(error)
-            raise
-        self._transfer = None
-        d = self.runInThread(transfer.staged.apply, transfer.deletions,
-                             expected=list(transfer.receiver.expected))
+        transfer.closed = True
+        queue = self.feature.queue
+        d = queue.run(transfer.receiver.finish)
+        d.addCallback(lambda _: queue.run(transfer.staged.apply, transfer.deletions))
 
         def applied(result):
-            for error in result.errors:
-                self.syncLog.warn("Could not remove {error}", error=error)
+            if self.transfer is transfer:
+                self.transfer = None
+            failed = dict(result.failed)
+            failed.update(transfer.receiver.failed)
+            result = result.withFailures(transfer.receiver.failed)
             transfer.done.callback(result)
             return {"created": len(result.created), "updated": len(result.updated),
-                    "deleted": len(result.deleted)}
+                    "deleted": len(result.deleted), "failed": len(failed)}
 
         def failed(failure):
             error = SyncAborted(f"Error 3033 - Could not apply the files: "
                                 f"{failure.getErrorMessage()}")
-            transfer.done.errback(error)
+            if self.transfer is transfer:
+                self._abortTransfer(error)
             raise error
 
         return d.addCallbacks(applied, failed)
 
-    def transferAborted(self, session, reason):
-        transfer = self._transfer
-        if transfer is not None and transfer.session == session:
-            self._abortTransfer(SyncAborted(f"The master aborted the transfer: {reason}"))
-
-    def _abortTransfer(self, error):
-        transfer, self._transfer = self._transfer, None
-        if transfer is None:
-            return
-        transfer.staged.abort()
-        if error is not None and not transfer.done.called:
-            transfer.done.errback(error)
-
-    def masterChanged(self, digest):
-        snapshot = self.local.snapshot
-        if snapshot is None or snapshot.digest != digest:
-            self.check()
-
-
-class _WorkerIntegrityLocator(amp.CommandLocator):
-    """
-    The integrity responders on the master connection.
-    """
-
-    def __init__(self, feature):
-        super().__init__()
-        self.feature = feature
-
-    @FileData.responder
-    def fileData(self, session, data, **more):
-        answer = self.feature.receive(session, data)
-        for n in range(2, FILE_DATA_VALUES + 1):
-            piece = more.get(f"data{n}")
-            if piece is not None:
-                answer = self.feature.receive(session, piece)
-        return answer
-
-    @TransferDone.responder
-    def transferDone(self, session):
-        return self.feature.transferDone(session)
-
     @TransferAborted.responder
     def transferAborted(self, session, reason):
-        self.feature.transferAborted(session, reason)
+        transfer = self.transfer
+        if transfer is not None and transfer.session == session:
+            self._abortTransfer(SyncAborted(f"The master aborted the transfer: {reason}"))
         return {}
 
     @IntegrityChanged.responder
     def integrityChanged(self, digest):
-        self.feature.masterChanged(digest)
+        snapshot = self.feature.snapshot
+        if snapshot is None or snapshot.digest != digest:
+            self.check()
         return {}
+
+    def _abortTransfer(self, error):
+        """
+        Drop the transfer in progress: its staged files are removed in the
+        queue (after any job of it still running), and the round fails.
+        """
+        transfer, self.transfer = self.transfer, None
+        if transfer is None:
+            return
+        transfer.closed = True
+        self.feature.queue.run(transfer.staged.abort).addErrback(lambda _: None)
+        if error is not None and not transfer.done.called:
+            transfer.done.errback(error)
+
+
+def _feedAll(receiver, pieces):
+    for piece in pieces:
+        receiver.feed(piece)
+
+
+@implementer(IFeature)
+class WorkerIntegrity(Service):
+    """
+    The worker's integrity feature: what this worker knows of its files.
+
+    @ivar snapshot: this worker's L{wazuhcluster.integrity.Snapshot}, or
+        L{None} before the first scan.
+    @ivar base: the master's digest this worker last synced to, or L{None}.
+    @ivar dirty: path to what the master had there at C{base}, for the files
+        this worker knows differ from it.
+    @ivar rounds: rounds run (for tests).
+    @ivar lastSynced: the master's digest after the last successful round.
+    """
+
+    name = "integrity"
+
+    def __init__(self, worker, clientKeysChanged=None, durable=True):
+        """
+        @param clientKeysChanged: called without arguments after a round
+            changed C{etc/client.keys} (the agents feature reconciles its
+            database); may return a Deferred.
+        """
+        self.worker = worker
+        self.queue = ThreadQueue(worker.runInThread)
+        self.durable = durable
+        self._clientKeysChanged = clientKeysChanged
+        self._reporter = ScanReporter(worker.log.withSubtag("Local integrity"))
+        self.snapshot = None
+        self.base = None
+        self.dirty = {}
+        self.rounds = 0
+        self.lastSynced = None
+        self.current = None
+        self._lastScan = None
+
+    def sessionFor(self, peer):
+        return WorkerIntegritySession(self, peer)
+
+    def check(self):
+        """
+        Run a round on the current connection now (or one more after the
+        running one).
+        """
+        if self.current is not None:
+            self.current.check()
+
+    def stopService(self):
+        super().stopService()
+        return self.queue.idle()
+
+    def needsScan(self):
+        """
+        Whether the safety-net scan is due (none yet, or the last one is one
+        C{worker.sync_integrity} period old).
+        """
+        if self.snapshot is None or self._lastScan is None:
+            return True
+        period = self.worker.items.worker.sync_integrity
+        return self.worker.clock.seconds() - self._lastScan >= period * 0.9
+
+    def scan(self):
+        """
+        Scan this worker's files (in the queue) and adopt the result; files
+        that changed locally are remembered as differing from C{base}.
+
+        @return: a Deferred of the snapshot.
+        """
+        d = self.queue.run(scanFiles, self.worker.home.root, self.worker.items.fileset,
+                           self.snapshot)
+        return d.addCallback(self._scanned)
+
+    def _scanned(self, result):
+        previous = self.snapshot
+        self._reporter.report(result)
+        self._lastScan = self.worker.clock.seconds()
+        if previous is not None:
+            for path in result.changes:
+                if path not in self.dirty:
+                    old = previous.files.get(path)
+                    self.dirty[path] = None if old is None else (old.md5, old.size)
+        self.snapshot = result.snapshot
+        return self.snapshot
+
+    def synced(self, masterDigest, dirty, snapshot=None):
+        """
+        A round ended: this worker is at C{masterDigest} but for C{dirty}.
+        """
+        if snapshot is not None:
+            self.snapshot = snapshot
+        self.base = masterDigest
+        self.dirty = dirty
+        if not dirty:
+            self.lastSynced = masterDigest
+
+    def clientKeysChanged(self):
+        if self._clientKeysChanged is None:
+            return None
+        return self._clientKeysChanged()

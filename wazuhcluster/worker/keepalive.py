@@ -4,73 +4,96 @@ The worker's keep-alive: proves the permanent connection is alive, and drops
 it after too many failed attempts so the worker reconnects.
 """
 
-from twisted.internet.defer import TimeoutError
+from twisted.application.service import Service
+from twisted.internet.defer import TimeoutError, succeed
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
+from zope.interface import implementer
 
 from wazuhcluster.commands import KeepAlive
+from wazuhcluster.session import IFeature, IFeatureSession
 
 
-class KeepAliveSender:
+@implementer(IFeatureSession)
+class WorkerKeepAliveSession:
     """
     Sends L{KeepAlive} every C{worker.keep_alive} seconds on one connection.
 
-    @ivar failures: consecutive failed keep-alives on the current connection.
+    @ivar failures: consecutive failed keep-alives on this connection.
     """
 
-    def __init__(self, worker):
-        self.worker = worker
+    locator = None
+
+    def __init__(self, feature, peer):
+        self.feature = feature
+        self.peer = peer
         self.failures = 0
+        self.log = feature.worker.log.withSubtag("Keep Alive")
         self._loop = None
-        self._connection = None
+        self._pending = None
 
-    @property
-    def log(self):
-        return self.worker.log.withSubtag("Keep Alive")
-
-    def start(self, connection):
-        """
-        Start sending keep-alives over C{connection}.
-        """
-        self.stop()
-        self.failures = 0
-        self._connection = connection
+    def start(self):
         self._loop = LoopingCall(self.send)
-        self._loop.clock = self.worker.clock
-        self._loop.start(self.worker.items.worker.keep_alive, now=False)
+        self._loop.clock = self.feature.worker.clock
+        self._loop.start(self.feature.worker.items.worker.keep_alive, now=False) \
+            .addErrback(lambda f: self.log.failure("The keep-alive loop stopped", f,
+                                                   level=LogLevel.error))
+        self.feature.current = self
 
     def stop(self):
-        """
-        Stop sending (the connection is gone).
-        """
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        self._connection = None
+        if self.feature.current is self:
+            self.feature.current = None
+        return succeed(None)
+
+    def health(self):
+        return {}
 
     def send(self):
         """
         Send one keep-alive and account for its outcome; never fails.
         """
-        connection = self._connection
-        timeout = self.worker.items.communication.timeout_cluster_request
-        d = connection.callRemote(KeepAlive)
-        d.addTimeout(timeout, self.worker.clock)
-        d.addCallbacks(self._succeeded, self._failed, errbackArgs=(connection,))
+        worker = self.feature.worker
+        d = self.peer.callRemote(KeepAlive)
+        d.addTimeout(worker.items.communication.timeout_cluster_request, worker.clock)
+        d.addCallbacks(self._succeeded, self._failed)
         return d
 
     def _succeeded(self, answer):
         self.failures = 0
         self.log.info("Successful response from master: {answer}", answer=answer["answer"])
 
-    def _failed(self, failure, connection):
+    def _failed(self, failure):
+        if self._loop is None:
+            return None
         self.failures += 1
         if failure.check(TimeoutError):
             error = "Error 3020 - Timeout sending request: keepalive"
         else:
             error = failure.getErrorMessage()
         self.log.error("Error sending keep alive: {error}", error=error)
-        limit = self.worker.items.worker.max_failed_keepalive_attempts
-        if self.failures >= limit and connection is self._connection:
+        if self.failures >= self.feature.worker.items.worker.max_failed_keepalive_attempts:
             self.log.error("Maximum number of failed keep alives reached. Disconnecting.")
             self.stop()
-            connection.transport.abortConnection()
+            self.peer.disconnect()
+        return None
+
+
+@implementer(IFeature)
+class WorkerKeepAlive(Service):
+    """
+    The worker's keep-alive feature.
+
+    @ivar current: the session of the current connection, or L{None}.
+    """
+
+    name = "keepalive"
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.current = None
+
+    def sessionFor(self, peer):
+        return WorkerKeepAliveSession(self, peer)
