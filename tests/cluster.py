@@ -6,7 +6,7 @@ L{Clock}, joined by real TLS handshakes over iosim transports.
 import json
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import fail, maybeDeferred, succeed
+from twisted.internet.defer import fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
@@ -213,10 +213,12 @@ class InMemoryCluster:
         return loadClusterItems(home)
 
     def addWorker(self, nodeName, start=True, caDir=None, certName=None, masterHost=MASTER_HOST,
-                  **configOverrides):
+                  runInThread=runInline, store=None, openStore=None, **configOverrides):
         """
         Create worker C{nodeName} (certificate for C{certName}, default
-        C{nodeName}) and start it.
+        C{nodeName}) and start it.  Its blocking work runs inline, or in real
+        threads with C{runInThread=deferToThread} (drive such a cluster
+        with L{pumpUntil}).
         """
         name = nodeName
         home = self.makeHome(certName or name, caDir=caDir)
@@ -225,8 +227,10 @@ class InMemoryCluster:
         endpoint = InMemoryEndpoint(self.network, workerConnectionCreator(identity, masterHost))
         worker = WorkerService(home, config, self.itemsFor(home), identity,
                                reactor=self.clock, clock=self.clock, endpoint=endpoint,
-                               jitter=lambda: 0.0, runInThread=runInline,
-                               store=self.blockingStore(home, name), durable=False)
+                               jitter=lambda: 0.0, runInThread=runInThread,
+                               store=(self.blockingStore(home, name)
+                                      if store is None and openStore is None else store),
+                               openStore=openStore, durable=False)
         self.workers[name] = worker
         self.endpoints[name] = endpoint
         if start:
@@ -241,3 +245,26 @@ class InMemoryCluster:
         if self.master.running:
             self.master.stopService()
         self.network.flush()
+
+
+@inlineCallbacks
+def pumpUntil(cluster, predicate, timeout=30.0, step=0.05):
+    """
+    Move the in-memory cluster on (bytes, then C{step} seconds of its clock)
+    while letting the real reactor deliver the results of real threads,
+    until C{predicate()} is true.
+
+    @return: a Deferred firing with whether it became true before
+        C{timeout} seconds of real time.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + timeout
+    while reactor.seconds() < deadline:
+        cluster.network.flush()
+        if predicate():
+            return True
+        cluster.clock.advance(step)
+        yield deferLater(reactor, 0.005, lambda: None)
+    return predicate()

@@ -370,7 +370,8 @@ class WorkerIntegritySession(amp.CommandLocator):
             failed = dict(result.failed)
             failed.update(transfer.receiver.failed)
             result = result.withFailures(transfer.receiver.failed)
-            transfer.done.callback(result)
+            if not transfer.done.called:
+                transfer.done.callback(result)
             return {"created": len(result.created), "updated": len(result.updated),
                     "deleted": len(result.deleted), "failed": len(failed)}
 
@@ -407,6 +408,9 @@ class WorkerIntegritySession(amp.CommandLocator):
             return
         transfer.closed = True
         self.feature.queue.run(transfer.staged.abort).addErrback(lambda _: None)
+        # Files may have been placed (the apply was under way): what this
+        # worker holds is known again only after a scan.
+        self.feature.forgetScan()
         if error is not None and not transfer.done.called:
             transfer.done.errback(error)
 
@@ -475,6 +479,13 @@ class WorkerIntegrity(Service):
             return True
         period = self.worker.items.worker.sync_integrity
         return self.worker.clock.seconds() - self._lastScan >= period * 0.9
+
+    def forgetScan(self):
+        """
+        What this worker holds is no longer known for sure: the next round
+        scans first.
+        """
+        self._lastScan = None
 
     def scan(self):
         """
