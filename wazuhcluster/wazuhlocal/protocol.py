@@ -157,7 +157,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
     @ivar limits: the L{LocalLimits}.
     """
 
-    def __init__(self, handler, clock=None, limits=None, log=None, random=random.SystemRandom()):
+    def __init__(self, handler, clock=None, limits=None, log=None, rng=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.handler = handler
@@ -165,14 +165,14 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         self.log = ClusterLogger("Local Server") if log is None else log
         self.callLater = clock.callLater
         self._clock = clock
-        self._random = random
+        self._random = random.SystemRandom() if rng is None else rng
         self._decoder = FrameDecoder(
             self.limits.maxFramePayload,
             self.limits.maxMessage,
             self.limits.maxDivided,
             self.limits.maxBuffered,
         )
-        self._counter = random.randrange(COUNTER_MODULUS)
+        self._counter = self._random.randrange(COUNTER_MODULUS)
         self._pending = {}
         self._dropReplies = OrderedDict()
         self._inbound = set()
@@ -201,7 +201,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
             self._deadline.cancel()
         self._deadline = None
         pending, self._pending = self._pending, {}
-        for counter, (d, command, timer) in pending.items():
+        for d, _, timer in pending.values():
             if timer.active():
                 timer.cancel()
             d.errback(_connectionGone())
