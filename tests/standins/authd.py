@@ -232,6 +232,11 @@ class AuthdServerProtocol(IntNStringReceiver):
     def __init__(self, standin):
         self.standin = standin
         self._answered = False
+        self._delayed = None
+
+    def connectionLost(self, reason):
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
 
     def stringReceived(self, data):
         if self._answered:
@@ -253,7 +258,7 @@ class AuthdServerProtocol(IntNStringReceiver):
             elif rule.action == "drop":
                 self.transport.abortConnection()
             else:
-                self.standin.clock.callLater(rule.seconds, send, text)
+                self._delayed = self.standin.clock.callLater(rule.seconds, send, text)
 
         d.addCallback(answer)
 

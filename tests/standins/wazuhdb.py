@@ -56,6 +56,15 @@ class WazuhDBServerProtocol(IntNStringReceiver):
         self.standin = standin
         self._queue = []
         self._busy = False
+        self._delayed = None
+
+    def connectionMade(self):
+        self.standin.connections.add(self)
+
+    def connectionLost(self, reason):
+        self.standin.connections.discard(self)
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
 
     def stringReceived(self, data):
         self._queue.append(data.decode("utf-8", "replace"))
@@ -73,12 +82,13 @@ class WazuhDBServerProtocol(IntNStringReceiver):
                 return
             if rule is not None and rule.action == "slow":
                 self._busy = True
-                self.standin.clock.callLater(rule.seconds, self._answer, answer)
+                self._delayed = self.standin.clock.callLater(rule.seconds, self._answer, answer)
                 return
             self.sendString(answer.encode("utf-8"))
 
     def _answer(self, answer):
         self._busy = False
+        self._delayed = None
         if self.connected:
             self.sendString(answer.encode("utf-8"))
             self._next()
@@ -112,6 +122,7 @@ class WazuhDBStandIn:
         self.http = WazuhDBHTTP(self.model)
         self.knobs = Knobs()
         self.requests = []
+        self.connections = set()
         self._ports = []
 
     def classicFactory(self):
@@ -158,15 +169,21 @@ class WazuhDBStandIn:
             listening.append(endpoint.listen(factory).addCallback(self._ports.append))
         return gatherResults(listening, consumeErrors=True)
 
+    def dropConnections(self):
+        """
+        Close every classic connection, as a wazuh-db restart does.
+        """
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
+
     def stop(self):
         """
-        Stop listening and close the database.
+        Stop listening (the state is kept: L{listen} again to restart).
 
         @return: a Deferred firing when done.
         """
         d = gatherResults([port.stopListening() for port in self._ports], consumeErrors=True)
         self._ports = []
-        d.addCallback(lambda _: self.model.close())
         return d
 
 
