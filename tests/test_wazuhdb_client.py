@@ -16,6 +16,7 @@ from wazuhcluster.wazuhdb.classic import WazuhDBClient
 from wazuhcluster.wazuhdb.errors import AuthdError, WazuhDBError
 from wazuhcluster.wazuhdb.httpapi import WazuhDBHTTPClient
 
+
 @defer.inlineCallbacks
 def waitFor(condition, seconds=10.0):
     """
