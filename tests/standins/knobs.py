@@ -12,14 +12,16 @@ class Rule:
     """
     What to do with the next C{times} requests starting with C{prefix}.
 
-    @ivar action: C{"slow"} (answer after C{seconds}) or C{"drop"} (close
-        the connection without answering; the request was carried out).
+    @ivar action: C{"slow"} (answer after C{seconds}), C{"drop"} (close
+        the connection without answering; the request was carried out) or
+        C{"fail"} (answer C{err <message>}; nothing was done).
     """
 
     prefix: str
     action: str
     seconds: float = 0.0
     times: int = 1
+    message: str = ""
 
 
 class Knobs:
@@ -43,6 +45,13 @@ class Knobs:
         C{prefix}, after carrying them out, without answering.
         """
         self.rules.append(Rule(prefix, "drop", 0.0, times))
+
+    def fail(self, prefix, message, times=1):
+        """
+        Answer the next C{times} requests starting with C{prefix} with
+        C{err <message>}, without carrying them out.
+        """
+        self.rules.append(Rule(prefix, "fail", 0.0, times, message))
 
     def take(self, request):
         """

@@ -68,6 +68,7 @@ class MemoryNetwork:
         """
         Advance the clock by C{seconds} in steps, flushing at each.
         """
+        self.flush()
         remaining = seconds
         while remaining > 0:
             delta = min(step, remaining)

@@ -75,7 +75,10 @@ class WazuhDBServerProtocol(IntNStringReceiver):
             text = self._queue.pop(0)
             self.standin.requests.append(text)
             rule = self.standin.knobs.take(text)
-            answer = self.standin.model.execute(text)
+            if rule is not None and rule.action == "fail":
+                answer = f"err {rule.message}"
+            else:
+                answer = self.standin.model.execute(text)
             if rule is not None and rule.action == "drop":
                 self._queue.clear()
                 self.transport.abortConnection()
