@@ -415,7 +415,7 @@ class SocketTests(TestCase):
         self.standins = SocketStandIns(reactor, self.home)
         yield self.standins.start()
         self.addCleanup(self.standins.stop)
-        self.classic = WazuhDBClient.forHome(self.home, reactor, timeout=1.0)
+        self.classic = WazuhDBClient.forHome(self.home, reactor, timeout=2.0)
         self.addCleanup(self.classic.close)
         self.http = WazuhDBHTTPClient.forHome(self.home, reactor, timeout=5.0)
         self.addCleanup(self.http.close)
@@ -428,7 +428,7 @@ class SocketTests(TestCase):
         wazuh-db restart between two requests.
         """
         yield self.classic.run(INSERT.format(n=1))
-        self.standins.wazuhdb.knobs.slow("global get-agent-info", 3)
+        self.standins.wazuhdb.knobs.slow("global get-agent-info", 6)
         error = yield self.assertFailure(self.classic.run("global get-agent-info 1"),
                                          WazuhDBError)
         self.assertEqual(error.code, 2014)

@@ -50,7 +50,6 @@ class _StoreMixin:
         self.wdb = self.standins.wazuhdb
         self.model = self.wdb.model
         self.home = NodeHome(FilePath(self.mktemp()))
-        self.home.clusterQueue.makedirs()
         self.store = self.openStore()
 
     def openStore(self, **kwargs):
@@ -305,6 +304,52 @@ class WorkerAgentInfoTests(_StoreMixin, SynchronousTestCase):
         self.assertIsInstance(self.waitFailure(self.store.agentInfoToSync()), WazuhDBError)
         self.standins.startWazuhDB()
         self.assertEqual(len(self.wait(self.store.agentInfoToSync())), 2)
+
+
+class PendingFileTests(_StoreMixin, SynchronousTestCase):
+    """
+    The file of the rows kept.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.insert(1)
+        self.report(1)
+
+    def test_format(self):
+        """
+        One header line, then one row per line.
+        """
+        [row] = self.wait(self.store.agentInfoToSync())
+        lines = self.home.child(PENDING_INFO).getContent().splitlines()
+        self.assertEqual(json.loads(lines[0]), {"format": 1, "version": row["sync_version"],
+                                                "incomplete": []})
+        self.assertEqual([json.loads(line) for line in lines[1:]], [row])
+        self.assertEqual(self.home.child(PENDING_INFO).getPermissions().shorthand(), "rw-r-----")
+
+    def test_corruptSetAside(self):
+        """
+        A file that cannot be read is set aside and logged; the store starts
+        empty.
+        """
+        self.wait(self.store.agentInfoToSync())
+        self.home.child(PENDING_INFO).setContent(b"not json\n")
+        store = self.openStore()
+        self.assertEqual(self.wait(store.agentInfoToSync()), [])
+        self.assertTrue(self.home.child(PENDING_INFO + ".corrupt").exists())
+
+    def test_writeFails(self):
+        """
+        When the rows cannot be written, the call fails (they are kept in
+        memory) and a later call writes them.
+        """
+        self.home.child("queue").makedirs()
+        self.home.clusterQueue.setContent(b"a file in the way")
+        error = self.waitFailure(self.store.agentInfoToSync(), ClusterError)
+        self.assertIn(PENDING_INFO.rsplit("/", 1)[0], str(error))
+        self.home.clusterQueue.remove()
+        self.assertEqual([r["id"] for r in self.wait(self.store.agentInfoToSync())], ["001"])
+        self.assertTrue(self.home.child(PENDING_INFO).exists())
 
 
 class AgentsTests(_StoreMixin, SynchronousTestCase):
@@ -585,7 +630,6 @@ class MasterTests(_StoreMixin, SynchronousTestCase):
         worker.wazuhdb.model.execute('global insert-agent {"id":1,"name":"a","date_add":1}')
         worker.wazuhdb.model.execute('global insert-agent {"id":2,"name":"b","date_add":1}')
         home = NodeHome(FilePath(self.mktemp()))
-        home.clusterQueue.makedirs()
         store = WazuhDBAgentStore(home, worker.classicClient(), worker.httpClient(), self.clock)
         worker.network.flush()
         d = store.applyGroupAssignments(rows, full=True)

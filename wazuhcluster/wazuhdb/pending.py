@@ -42,6 +42,7 @@ def writeRows(path, version, rows, incomplete=()):
     """
     Replace the file at C{path} (blocking: run it in a thread).
     """
+    os.makedirs(os.path.dirname(path.path), exist_ok=True)
     atomicWrite(path, _encode(version, rows, incomplete), MODE)
 
 
@@ -98,6 +99,7 @@ class PendingAgentInfo:
         self.incomplete = set()
         self._writing = None
         self._dirty = False
+        self._unsaved = False
         self._waiters = []
 
     def load(self):
@@ -146,7 +148,7 @@ class PendingAgentInfo:
             self.version += 1
             self._rows[number] = dict(row, sync_version=self.version)
             changed = True
-        if not changed:
+        if not changed and not self._unsaved:
             return succeed(None)
         return self._requestWrite()
 
@@ -158,7 +160,7 @@ class PendingAgentInfo:
         @return: a Deferred firing once on disk.
         """
         new = set(numbers) - self.incomplete
-        if not new:
+        if not new and not self._unsaved:
             return succeed(None)
         self.incomplete |= new
         return self._requestWrite()
@@ -223,6 +225,8 @@ class PendingAgentInfo:
 
         def done(result):
             self._writing = None
+            # Until a write succeeds, rows kept in memory only are retried.
+            self._unsaved = isinstance(result, Failure)
             for waiter in waiters:
                 if isinstance(result, Failure):
                     waiter.errback(ClusterError(
@@ -281,4 +285,9 @@ class PendingGroups:
         @return: a Deferred firing once written.
         """
         data = json.dumps({str(n): g for n, g in sorted(self.assignments.items())}).encode()
-        return self._run(atomicWrite, self._path, data, MODE)
+
+        def write(path):
+            os.makedirs(os.path.dirname(path.path), exist_ok=True)
+            atomicWrite(path, data, MODE)
+
+        return self._run(write, self._path)

@@ -45,6 +45,7 @@ from wazuhcluster.wazuhlocal.framing import (
     FramingError,
     buildFrames,
 )
+from wazuhcluster.wazuhlocal.strings import InStrings
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError, decodeError, encodeError
 
 #: Reply commands that mean success.
@@ -176,15 +177,15 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         self._pending = {}
         self._dropReplies = OrderedDict()
         self._inbound = set()
-        self._strings = {}
-        self._stringBytes = 0
+        self._strings = InStrings(self.limits.maxMessage, self.limits.maxStrings,
+                                  self.limits.maxStringBytes, self._random)
         self._deadline = None
         self.connected = False
         self._builtins = {
             b"echo": self._echo,
-            b"new_str": self._newString,
-            b"str_upd": self._updateString,
-            b"err_str": self._errorString,
+            b"new_str": self._strings.newString,
+            b"str_upd": self._strings.update,
+            b"err_str": self._strings.dropEmpty,
         }
 
     # -- connection ----------------------------------------------------------
@@ -206,7 +207,6 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
                 timer.cancel()
             d.errback(_connectionGone())
         self._strings.clear()
-        self._stringBytes = 0
         self.handler.connectionLost(self, reason)
 
     def timeoutConnection(self):
@@ -435,50 +435,6 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
     def _echo(self, payload):
         return b"ok", payload
 
-    def _newString(self, payload):
-        if not payload.isdigit() or len(payload) > 10:
-            raise ClusterError(f"Invalid string length {payload[:20]!r}", 3036)
-        total = int(payload)
-        if total > self.limits.maxMessage:
-            raise ClusterError(f"Payload too large: a string of {total} bytes", 3050)
-        if (len(self._strings) >= self.limits.maxStrings
-                or self._stringBytes + total > self.limits.maxStringBytes):
-            raise ClusterError("Too many strings in progress", 3051)
-        while True:
-            stringId = str(self._random.randrange(COUNTER_MODULUS)).encode("ascii")
-            if stringId not in self._strings:
-                break
-        self._strings[stringId] = (total, [], [0])
-        self._stringBytes += total
-        return b"ok", stringId
-
-    def _updateString(self, payload):
-        stringId, _, part = payload.partition(b" ")
-        entry = self._strings.get(stringId)
-        if entry is None:
-            raise ClusterError(f"String couldn't be found: {stringId[:20]!r}", 3035)
-        total, parts, received = entry
-        if received[0] + len(part) > total:
-            self._dropString(stringId)
-            raise ClusterError(f"String {stringId!r} longer than announced", 3050)
-        parts.append(part)
-        received[0] += len(part)
-        return b"ok", b"String updated"
-
-    def _errorString(self, payload):
-        if not payload.isdigit() or len(payload) > 10:
-            raise ClusterError(f"Invalid string length {payload[:20]!r}", 3036)
-        total = int(payload)
-        for stringId, (length, parts, received) in list(self._strings.items()):
-            if length == total and received[0] == 0:
-                self._dropString(stringId)
-                return b"ok", stringId
-        return b"ok", b"None"
-
-    def _dropString(self, stringId):
-        total, _, _ = self._strings.pop(stringId)
-        self._stringBytes -= total
-
     def takeString(self, stringId):
         """
         Take (and forget) a big string the peer sent completely.
@@ -487,11 +443,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         @rtype: L{bytes}
         @raise ClusterError: 3035 for an unknown or incomplete string.
         """
-        entry = self._strings.get(stringId)
-        if entry is None or entry[2][0] != entry[0]:
-            raise ClusterError(f"String couldn't be found: {stringId[:20]!r}", 3035)
-        self._dropString(stringId)
-        return b"".join(entry[1])
+        return self._strings.take(stringId)
 
     @property
     def stringsInProgress(self):
