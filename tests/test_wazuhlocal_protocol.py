@@ -80,7 +80,6 @@ class RecordedMaster(CommandTable):
         super().__init__({
             b"get_nodes": self.getNodes,
             b"get_health": self.getHealth,
-            b"echo-c": lambda protocol, payload: (b"ok", payload),
             b"dapi": self.dapi,
         })
         self.clock = clock
@@ -216,6 +215,14 @@ class ByteLevelTests(SynchronousTestCase):
         self.server.dataReceived(frame(1, b"echo", b"hello") + frame(2, b"echo-c", b"keepalive"))
         self.assertEqual(self.transport.value(),
                          frame(1, b"ok", b"hello") + frame(2, b"ok", b"keepalive"))
+
+    def test_unexpectedRepliesNotAnswered(self):
+        """
+        An C{ok} or C{err} with a counter nobody waits for is not answered
+        (answering it with C{err} would make two peers bounce errors).
+        """
+        self.server.dataReceived(frame(4, b"ok", b"late") + frame(5, b"err", b"{}"))
+        self.assertEqual(self.transport.value(), b"")
 
     def test_errFromHandler(self):
         """

@@ -13,9 +13,11 @@ command: servers push C{dapi_res}, C{control_res}, C{new_str} or a bare
 C{ok} (the answer of C{sendsync}) that way.
 
 This protocol answers the commands every Wazuh handler answers (C{echo},
-and the big strings C{new_str}, C{str_upd}, C{err_str}); every other
-request goes to its L{ILocalHandler}, whose answer (or exception) becomes
-the reply. Unknown commands get C{err}.
+the keep-alive C{echo-c}, and the big strings C{new_str}, C{str_upd},
+C{err_str}); every other request goes to its L{ILocalHandler}, whose
+answer (or exception) becomes the reply. Unknown commands get C{err}, but
+for an unexpected C{ok} or C{err} (a reply nobody waits for), which gets
+nothing.
 
 Bounds: those of L{FrameDecoder}; at most C{maxStrings} big strings of at
 most C{maxStringBytes} together; at most C{maxInflight} requests of the peer
@@ -183,6 +185,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         self.connected = False
         self._builtins = {
             b"echo": self._echo,
+            b"echo-c": self._echo,
             b"new_str": self._strings.newString,
             b"str_upd": self._strings.update,
             b"err_str": self._strings.dropEmpty,
@@ -306,6 +309,11 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
     def _failed(self, failure, counter, command):
         self._inbound.discard(counter)
         error = failure.value
+        if isinstance(error, UnknownCommand) and (command in OK_COMMANDS or command == b"err"):
+            # An answer nobody waits for (or a push this side does not
+            # take) is never answered: two peers would bounce errors.
+            self.log.debug("Dropped an unexpected {command!r}.", command=command)
+            return
         if not isinstance(error, ClusterError):
             self.log.failure("Unhandled error processing request {command!r}",
                              failure, command=command)
