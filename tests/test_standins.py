@@ -333,3 +333,118 @@ class ProcessTests(TestCase):
         with open(os.path.join(self.home, "etc", "client.keys")) as f:
             self.assertEqual([line.split()[:2] for line in f],
                              [["001", "agent5"], ["002", "agent6"], ["007", "agent7"]])
+
+
+class QuirkTests(SynchronousTestCase):
+    """
+    Behaviours of the stand-ins beyond the recorded exchanges (from
+    Wazuh's source, or chosen: see L{tests.standins}).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(WDB_NOW)
+        self.standin = WazuhDBStandIn(clock=self.clock)
+        self.run = self.standin.model.execute
+        for n in (1, 2, 3):
+            self.run(f'global insert-agent {{"id":{n},"name":"a{n}","date_add":1}}')
+
+    def test_groupsPaged(self):
+        """
+        C{sync-agent-groups-get} pages with C{due} and resumes after
+        C{last_id}, with the hash in every chunk.
+        """
+        self.standin.model.maxResponse = 80
+        first = self.run('global sync-agent-groups-get {"condition":"all","last_id":0,'
+                         '"get_global_hash":true}')
+        self.assertTrue(first.startswith("due "))
+        last = json.loads(first[4:])[0]["data"][-1]["id"]
+        rest = self.run('global sync-agent-groups-get {"condition":"all","last_id":%d,'
+                        '"get_global_hash":true}' % last)
+        ids = [a["id"] for a in json.loads(first[4:])[0]["data"]]
+        while rest.startswith("due "):
+            ids += [a["id"] for a in json.loads(rest[4:])[0]["data"]]
+            last = ids[-1]
+            rest = self.run('global sync-agent-groups-get {"condition":"all","last_id":%d}'
+                            % last)
+        ids += [a["id"] for a in json.loads(rest[3:])[0]["data"]]
+        self.assertEqual(ids, [1, 2, 3])
+
+    def test_setGroupsModes(self):
+        """
+        C{append} adds at the end, C{empty_only} only fills agents with no
+        group; an unknown agent fails the whole command.
+        """
+        for name in ("a", "b"):
+            self.assertEqual(self.run(f"global insert-agent-group {name}"), "ok")
+        self.assertTrue(self.run("global insert-agent-group a").startswith(
+            "err Cannot execute Global database query; UNIQUE constraint failed"))
+        self.run('global set-agent-groups {"mode":"override","data":[{"id":1,"groups":["a"]}]}')
+        self.run('global set-agent-groups {"mode":"append","data":[{"id":1,"groups":["b"]}]}')
+        self.run('global set-agent-groups {"mode":"empty_only","data":[{"id":1,"groups":["b"]},'
+                 '{"id":2,"groups":["b"]}]}')
+        self.assertEqual([self.standin.model.groupsOf(n) for n in (1, 2)], [["a", "b"], ["b"]])
+        self.assertEqual(self.run('global set-agent-groups {"data":[{"id":9,"groups":["a"]}]}'),
+                         "err An error occurred during the set of the groups")
+
+    def test_syncInfoServerCursor(self):
+        """
+        Without C{last_id}, C{sync-agent-info-get} continues where its last
+        C{due} stopped.
+        """
+        self.standin.model.maxResponse = 150
+        for n in (1, 2, 3):
+            self.run(f'global update-connection-status {{"id":{n},"connection_status":"active",'
+                     f'"sync_status":"syncreq","status_code":0}}')
+        answers = [self.run("global sync-agent-info-get")]
+        while answers[-1].startswith("due"):
+            answers.append(self.run("global sync-agent-info-get"))
+        ids = [row["id"] for a in answers for row in json.loads(a.split(" ", 1)[1])]
+        self.assertEqual(ids, [1, 2, 3])
+        self.assertEqual(self.run("global sync-agent-info-get"), "ok []")
+
+    def test_postAgentsSync(self):
+        """
+        C{POST /v1/agents/sync} updates the three lists by ID.
+        """
+        body = json.dumps({"syncreq_keepalive": [{"id": 1, "version": "v"}],
+                           "syncreq_status": [{"id": 2, "connection_status": "disconnected",
+                                               "disconnection_time": 7, "status_code": 1}]})
+        self.assertEqual(self.standin.http.handle("POST", "/v1/agents/sync", body.encode()),
+                         (200, ""))
+        one, two = self.standin.model.agentRow(1), self.standin.model.agentRow(2)
+        self.assertEqual((one["connection_status"], one["last_keepalive"], one["version"]),
+                         ("active", WDB_NOW, "v"))
+        self.assertEqual((two["connection_status"], two["disconnection_time"]),
+                         ("disconnected", 7))
+
+    def test_summaryByIds(self):
+        """
+        C{POST /v1/agents/summary} with IDs counts those agents only.
+        """
+        self.assertEqual(self.standin.http.handle("POST", "/v1/agents/summary", b"[1,2]"),
+                         (200, '{"agents_by_status":{"never_connected":2}}'))
+
+    def test_authdErrors(self):
+        """
+        authd refuses duplicate IPs and IDs, unknown groups, bad names.
+        """
+        home = self.mktemp()
+        os.makedirs(os.path.join(home, "etc", "shared", "default"))
+        authd = AuthdStandIn(home, self.run, self.clock, managerName="manager")
+
+        def add(**arguments):
+            text = json.dumps({"function": "add", "arguments": arguments})
+            return json.loads(self.successResultOf(authd.model.dispatch(text)))
+
+        # From client.keys, not from wazuh-db (which holds 1 to 3).
+        self.assertEqual(add(name="x1", ip="10.0.0.1")["data"]["id"], "001")
+        self.assertEqual(len(authd.model.wdbErrors), 1)
+        self.assertEqual(add(name="x2", ip="10.0.0.1")["error"], 9007)
+        self.assertEqual(add(name="x3", ip="any", id="001")["error"], 9012)
+        self.assertEqual(add(name="x4", ip="any", groups="nope")["error"], 9014)
+        self.assertEqual(add(name="bad name", ip="any")["error"], 9017)
+        self.assertEqual(add(name="manager", ip="any")["error"], 9008)
+        self.assertEqual(add(ip="any")["error"], 9005)
+        self.assertEqual(json.loads(self.successResultOf(authd.model.dispatch("nonsense"))),
+                         {"error": 9002, "message": "Parsing JSON input"})

@@ -32,6 +32,7 @@ from collections import OrderedDict
 from attrs import frozen
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
@@ -52,6 +53,9 @@ from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError, decodeError, enc
 
 #: Reply commands that mean success.
 OK_COMMANDS = frozenset([b"ok", b"ok-m", b"ok-c"])
+
+#: Largest C{err} payload decoded (a longer one is kept as text).
+MAX_ERROR_SIZE = 1024 * 1024
 
 #: Counters of timed-out requests and notices remembered, to drop late
 #: replies to them.
@@ -270,7 +274,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         if message.command in OK_COMMANDS:
             d.callback(message.payload)
         elif message.command == b"err":
-            d.errback(decodeError(message.payload))
+            d.errback(decodeError(message.payload, maxSize=MAX_ERROR_SIZE))
         else:
             d.errback(
                 WazuhRemoteError(3016, f"unknown response command {message.command!r} "
@@ -316,7 +320,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
             return
         if not isinstance(error, ClusterError):
             self.log.failure("Unhandled error processing request {command!r}",
-                             failure, command=command)
+                             failure, LogLevel.error, command=command)
             error = WazuhRemoteError(1000, str(error), "WazuhInternalError")
         elif not isinstance(error, UnknownCommand):
             self.log.debug("Error processing request {command!r}: {error}",
