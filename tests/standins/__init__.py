@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 Stand-ins for Wazuh's own daemons beside wazuh-clusterd, answering as
 wazuh-db and wazuh-authd 4.14.7 answered on this machine kind (the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 An authd stand-in: the local socket C{queue/sockets/auth} of a master's
 wazuh-authd (one request per connection, 4-byte little-endian length +

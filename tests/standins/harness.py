@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_wazuhdb_client -*-
 """
 Stand-ins and the project's clients wired together for tests: in memory
 (a L{Clock} and L{MemoryNetwork}: deterministic) or on real UNIX sockets

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_wazuhdb_client -*-
 """
 Failure knobs of the stand-ins: make the next requests that start with
 some text slow, or drop their connection, as a misbehaving wazuh-db or

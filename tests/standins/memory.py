@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_wazuhdb_client -*-
 """
 Connections in memory: client endpoints whose connections reach a server
 factory through L{twisted.test.iosim}, pumped on demand, for deterministic

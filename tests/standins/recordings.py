@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 The recorded sessions of wazuh-db and wazuh-authd 4.14.7 (copies of
 C{/work/shared/wazuh-peers/*-session.txt}), parsed into exchanges.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 A wazuh-db stand-in: the classic socket C{queue/db/wdb} (4-byte
 little-endian length + UTF-8 text) and the HTTP API on

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 The HTTP API of the wazuh-db stand-in (C{queue/sockets/wdb-http.sock}), on
 the L{tests.standins.wdbmodel.WazuhDBModel}: the endpoints recorded in

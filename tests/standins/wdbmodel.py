@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_standins -*-
 """
 The state and the classic commands of the wazuh-db stand-in: a SQLite
 C{global.db} shaped like wazuh-db's (the columns, in the order

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_wazuhlocal_protocol -*-
 """
 Wazuh's own local protocol: the framing, commands and JSON encodings that
 Wazuh's C{cluster_control}, the Wazuh API and the C daemons (authd's
