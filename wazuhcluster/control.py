@@ -80,6 +80,9 @@ class MasterControlHandler:
         rows = [(config.node_name, "master", __version__, config.masterHost, None)]
         for name, connection in sorted(self.master.workers.items()):
             rows.append((name, "worker", connection.version, connection.peerHost, connection))
+        unknown = sorted(wanted - {row[0] for row in rows})
+        if unknown:
+            raise ControlFailed(f"Error 1730 - Node does not exist: {', '.join(unknown)}")
         return [row for row in rows if not wanted or row[0] in wanted]
 
     def getNodes(self, arguments):
@@ -101,7 +104,8 @@ class MasterControlHandler:
             entry = {"info": nodeInfo(name, kind, version, ip, counts.get(name, 0))}
             entry["status"] = connection.status.toDict() if connection else {}
             nodes[name] = entry
-        return {"n_connected_nodes": len(self.master.workers), "nodes": nodes}
+        connected = sum(1 for row in rows if row[1] == "worker")
+        return {"n_connected_nodes": connected, "nodes": nodes}
 
     def getAgents(self, arguments):
         return self.master.listAgents(arguments)
