@@ -176,27 +176,52 @@ Press Ctrl-C to stop.
 """
 
 
-def runDemo(directory, workers, port, out, err, reactor=None):
+class DemoRefused(Exception):
     """
-    Create and run the demo until interrupted; return the exit status.
+    The demo cannot run as asked: C{str()} says why in one line.
+
+    @ivar status: the exit status (2 for wrong usage, 1 otherwise).
+    """
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+def prepareDemo(directory, workers, port):
+    """
+    Check the demo's options and create (or update) its homes: a free port
+    at each run unless C{port} names one, rewritten into the homes of an
+    earlier run.
+
+    @return: C{(base directory, homes, port)}.
+    @raise DemoRefused: for options that cannot work.
+    @raise ClusterError: when a home cannot be made.
     """
     if workers < 1:
-        err.write("wazuh-cluster demo: --workers must be at least 1\n")
-        return 2
+        raise DemoRefused("--workers must be at least 1", 2)
     base = os.path.abspath(directory)
     if len(os.path.join(base, "worker99", "queue", "cluster", "c-internal.sock")) > 107:
-        err.write(f"wazuh-cluster demo: {base} is too deep for UNIX sockets; "
-                  "use a shorter --dir\n")
-        return 2
+        raise DemoRefused(f"{base} is too deep for UNIX sockets; use a shorter --dir", 2)
     checkDirectory(base, "--dir", writable=True)
     if port:
         problem = portProblem(port)
         if problem is not None:
-            err.write(f"wazuh-cluster demo: {problem}\n")
-            return 1
+            raise DemoRefused(problem)
     else:
         port = freePort()
-    homes = createDemo(base, workers, port)
+    return base, createDemo(base, workers, port), port
+
+
+def runDemo(directory, workers, port, out, err, reactor=None):
+    """
+    Create and run the demo until interrupted; return the exit status.
+    """
+    try:
+        base, homes, port = prepareDemo(directory, workers, port)
+    except DemoRefused as refused:
+        err.write(f"wazuh-cluster demo: {refused}\n")
+        return refused.status
     if reactor is None:
         from twisted.internet import reactor
     service = buildDemo(homes, reactor)
