@@ -233,6 +233,18 @@ class ControlOptionsTests(SynchronousTestCase):
         self.assertEqual(err, "Cluster is not running.\n")
 
 
+    def test_brokenConfigurationJson(self):
+        """
+        With C{--json}, a configuration error is a JSON error object too.
+        """
+        conf = NodeHome.fromPath(self.home).ossecConf
+        conf.setContent(conf.getContent().replace(b"<port>1516", b"<port>80"))
+        status, out, err = runCli("control", "--home", self.home, "-l", "--json")
+        self.assertEqual(status, 1)
+        self.assertEqual(json.loads(out)["error"], 3004)
+        self.assertIn("Port must be higher than 1024", err)
+
+
 class ControlAnswersTests(TestCase):
     """
     L{controlCommand} against a real control socket: every error exits 1,

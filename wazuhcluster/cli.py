@@ -31,11 +31,10 @@ exit status:
   2  wrong usage"""
 
 DESCRIPTION = f"""\
-The Wazuh server cluster on Twisted (wazuhcluster {__version__}, following
-Wazuh {WAZUH_COMPATIBLE_VERSION}): create node homes, check them, ask the
-running cluster, manage agents, or run a demo cluster on this host.
-Run the nodes themselves with 'twistd -n wazuh-master --home H' and
-'twistd -n wazuh-worker --home H'."""
+The Wazuh server cluster on Twisted (wazuhcluster {__version__}, following Wazuh
+{WAZUH_COMPATIBLE_VERSION}): create node homes, check them, ask the running cluster,
+manage agents, or run a demo cluster on this host. Run the nodes themselves
+with 'twistd -n wazuh-master --home H' and 'twistd -n wazuh-worker --home H'."""
 
 EXAMPLES = f"""\
 examples:
@@ -319,7 +318,8 @@ def runCheckConfig(args, out, err):
 
 
 def runControl(args, out, err):
-    from wazuhcluster.controlclient import controlUsageProblem, runControl as control
+    from wazuhcluster.controlclient import controlUsageProblem, reportFailure
+    from wazuhcluster.controlclient import runControl as control
     from wazuhcluster.ossecconf import readClusterConfig
 
     if not (args.list or args.agents or args.health is not None):
@@ -333,8 +333,13 @@ def runControl(args, out, err):
         text, status = problem
         err.write(f"wazuh-cluster control: {text}\n")
         return status
-    home = _home(args)
-    clusterName = readClusterConfig(home).name
+    try:
+        home = _home(args)
+        clusterName = readClusterConfig(home).name
+    except ClusterError as error:
+        if not args.json:
+            raise
+        return reportFailure(error, args, out, err)
     return control(home, args, out, err, clusterName)
 
 

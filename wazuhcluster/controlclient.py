@@ -256,7 +256,7 @@ def _show(result, args, clusterName):
     return formatHealth(clusterName, result, more=(args.health == "more"))
 
 
-def _report(error, args, out, err):
+def reportFailure(error, args, out, err):
     """
     Tell the user why the request failed: one line on C{err}, and the JSON
     error object on C{out} with C{--json}.
@@ -284,7 +284,7 @@ def controlCommand(reactor, home, args, out, err, clusterName="wazuh"):
     try:
         result = yield askDaemon(reactor, home, request, arguments)
     except (ClusterNotRunning, ControlFailed, ClusterError) as error:
-        return _report(error, args, out, err)
+        return reportFailure(error, args, out, err)
     out.write(_show(result, args, clusterName))
     return 0
 
@@ -298,7 +298,7 @@ def runControl(home, args, out, err, clusterName="wazuh"):
     from wazuhcluster.control import socketAnswers
 
     if not home.controlSocket.exists() or not socketAnswers(home.controlSocket.path):
-        return _report(ClusterNotRunning(), args, out, err)
+        return reportFailure(ClusterNotRunning(), args, out, err)
 
     from twisted.internet.task import react
 
