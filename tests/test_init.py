@@ -678,6 +678,21 @@ class MasterHostNoteTests(InitTestsMixin, SynchronousTestCase):
         self.assertIn("--master-host 127.0.0.1", summary)
         self.assertIn("--master-host", summary.split("For workers on other hosts")[1])
 
+    def test_keyNote(self):
+        """
+        A C{--key} other than the CA directory's cluster key is pointed out
+        (nodes made without it would not connect); a re-run without
+        C{--key} keeps the node's key and says nothing.
+        """
+        initNode(self.masterPath, "master", "master01", self.caDir, masterHost="10.0.0.1")
+        report = initNodeReport(self.workerPath, "worker", "node02", self.caDir,
+                                masterHost="10.0.0.1", key=KEY)
+        self.assertEqual(len(report.notes), 1)
+        self.assertIn("--key differs from", report.notes[0])
+        again = initNodeReport(self.workerPath, "worker", "node02", self.caDir)
+        self.assertEqual((again.notes, again.changes), ((), ()))
+        self.assertEqual(_config(again.home).key, KEY)
+
     def test_noNoteWithMasterHost(self):
         """
         With C{--master-host}, no note.

@@ -476,4 +476,5 @@ def _report(home, config, db, out, err, agentId, status, os, version, labels, no
         )
     )
     out.write(f"Agent {agentId} reported {status} to {config.node_name}.\n")
-    requestAgentInfoSync(home)
+    if config.node_type == "worker":
+        requestAgentInfoSync(home)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.test_checkconfig -*-
 """
 C{wazuh-cluster check-config}: check what a node checks when it starts, and
 print the effective values (the cluster key is never printed in full).

@@ -322,17 +322,14 @@ def runControl(args, out, err):
     from wazuhcluster.controlclient import runControl as control
     from wazuhcluster.ossecconf import readClusterConfig
 
-    if not (args.list or args.agents or args.health is not None):
-        if args.statuses:
-            err.write(controlUsageProblem(args)[0] + "\n")
-            return 1
-        args.parser.controlParser.print_help(out)
-        return 0
     problem = controlUsageProblem(args)
     if problem is not None:
         text, status = problem
         err.write(f"wazuh-cluster control: {text}\n")
         return status
+    if not (args.list or args.agents or args.health is not None):
+        args.parser.controlParser.print_help(out)
+        return 0
     try:
         home = _home(args)
         clusterName = readClusterConfig(home).name

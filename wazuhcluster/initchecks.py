@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_init -*-
+# -*- test-case-name: tests.test_init,tests.test_cli -*-
 """
 What C{wazuh-cluster init} checks before it writes anything (the paths it
 is given, the CA directory's content), and how it removes what a failed run

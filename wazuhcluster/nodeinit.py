@@ -340,10 +340,12 @@ def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
             return given
         return getattr(existing, field) if existing is not None else default
 
+    givenKey = key
     clusterName = keep(clusterName, "name", DEFAULT_CLUSTER_NAME)
     if key is not None and not caDir.child("cluster.key").exists():
-        caDir.makedirs(ignoreExistingDirectory=True)
-        caDir.chmod(0o700)
+        if not caDir.isdir():
+            caDir.makedirs()
+            caDir.chmod(0o700)
         atomicWrite(caDir.child("cluster.key"), key.encode("ascii") + b"\n", 0o600)
     ensureCertificateAuthority(caDir, clusterName)
     if key is None:
@@ -374,5 +376,5 @@ def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
         home=home,
         created=existing is None,
         changes=changesBetween(existing, config, reissued and existing is not None),
-        notes=initNotes(config, masterHost is not None, key, caDir),
+        notes=initNotes(config, masterHost is not None, givenKey, caDir),
     )

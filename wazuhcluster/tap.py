@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_tap,tests.test_checkconfig -*-
 """
 The twistd plugins C{wazuh-master} and C{wazuh-worker}: options and the
 service tree of a node.
@@ -77,8 +77,7 @@ class Options(usage.Options):
 
     def opt_version(self):
         """
-        Print wazuhcluster's version and the Wazuh version it follows, and
-        exit.
+        Print wazuhcluster's version and the Wazuh version it follows.
         """
         from wazuhcluster.cli import versionText
 
