@@ -239,12 +239,16 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
 def _createRunDirectory(home):
     """
     Create C{var/run} for the default pidfile (twistd writes it after the
-    service is built), in homes made before init created it.
+    service is built), in homes made before init created it; owned by the
+    home's owner, whom the node will run as.
     """
     run = pidfilePath(home).parent()
     if not run.isdir():
         run.makedirs(ignoreExistingDirectory=True)
         run.chmod(0o770)
+        owner = os.stat(home.root.path)
+        if os.getuid() == 0 and owner.st_uid != 0:
+            os.chown(run.path, owner.st_uid, owner.st_gid)
 
 
 def makeMasterService(options):
