@@ -1,4 +1,4 @@
-# twistd -ny tapfiles/master.tac   (HOME=/path/to/node/home, or WAZUH_HOME; WAZUH_DEBUG=1 for debug)
+# twistd -ny tapfiles/master.tac   (WAZUH_HOME=/path/to/node/home, default /var/ossec; WAZUH_DEBUG=1 for debug)
 #
 # The same master node as 'twistd -n wazuh-master --home HOME', as a .tac file.
 

@@ -7,13 +7,18 @@ end to end on temporary node homes.
 import io
 import json
 import os
+import shutil
 import stat
+import tempfile
 
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wazuhcluster.agentcli import (
     agentAdd,
+    askLocalDaemon,
     agentGroup,
     agentList,
     agentRemove,
@@ -21,6 +26,8 @@ from wazuhcluster.agentcli import (
     formatAgentTable,
 )
 from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.cli import run
+from wazuhcluster.control import ControlServer
 from wazuhcluster.clientkeys import readClientKeys
 from wazuhcluster.home import NodeHome
 from wazuhcluster.ossecconf import ClusterConfig
@@ -187,6 +194,62 @@ class AddTests(_CommandTestsMixin, SynchronousTestCase):
         self.assertEqual(self.add("new"), "042")
         self.assertEqual([a["id"] for a in self.listJson(self.master)], ["041", "042"])
 
+    def test_addKeepsEveryOtherLine(self):
+        """
+        Adding an agent appends one line and keeps every line it does not
+        own byte for byte: malformed lines, Wazuh's removed lines (C{!NAME},
+        C{#ID}), comments, CRLF endings, bytes that are not UTF-8 and a last
+        line without a newline.
+        """
+        key = b"a" * 64
+        before = (b"001 web1 any " + key + b"\r\n"
+                  b"002 !gone any " + key + b"\n"
+                  b"#009 old any " + key + b"\n"
+                  b"007 broken\n"
+                  b"\xff\xfe not utf-8\n"
+                  b"003 web3 10.0.0.3 " + key)
+        self.master.clientKeys.setContent(before)
+        status, out, err = self.runCommand(agentAdd, self.master, "web4")
+        self.assertEqual((status, out), (0, "010\n"))
+        after = self.master.clientKeys.getContent()
+        self.assertTrue(after.startswith(before + b"\n"), after)
+        self.assertEqual(after.count(b"\n"), before.count(b"\n") + 2)
+        self.assertTrue(after.endswith(b"\n"))
+        self.assertEqual(after[len(before) + 1:].split()[:3], [b"010", b"web4", b"any"])
+
+    def test_neverReusesAnId(self):
+        """
+        An ID that appears anywhere in client.keys (a removed agent's line,
+        a malformed line) is never given to a new agent.
+        """
+        key = "b" * 64
+        self.master.clientKeys.setContent(
+            f"001 web1 any {key}\n005 !removed any {key}\n".encode())
+        self.assertEqual(self.add("web2"), "006")
+        self.master.clientKeys.setContent(
+            self.master.clientKeys.getContent() + b"012 not a valid line at all\n")
+        status, out, err = self.runCommand(agentAdd, self.master, "web3")
+        self.assertEqual((status, out), (0, "013\n"))
+        self.assertIn("line 4: expected 4 fields", err)
+
+    def test_duplicateIpRefused(self):
+        """
+        An IP (or network) another agent has is refused with Wazuh's 1706
+        text and nothing is added; C{any} may repeat.
+        """
+        self.add("web1", ip="10.0.0.5")
+        self.add("net1", ip="10.1.0.0/24")
+        before = self.master.clientKeys.getContent()
+        self.assertError(self.runCommand(agentAdd, self.master, "web2", ip="10.0.0.5"),
+                         1706, "There is an agent with the same IP or the IP is invalid",
+                         "10.0.0.5")
+        self.assertError(self.runCommand(agentAdd, self.master, "net2",
+                                         ip="10.1.0.7/24"), 1706)
+        self.assertEqual(self.master.clientKeys.getContent(), before)
+        self.assertEqual(len(self.listJson(self.master)), 2)
+        self.add("any1")
+        self.add("any2")
+
     def test_missingConfiguration(self):
         """
         A home without ossec.conf gives Wazuh's 3006 error, no traceback.
@@ -212,6 +275,26 @@ class RemoveTests(_CommandTestsMixin, SynchronousTestCase):
             [e.id for e in readClientKeys(self.master.clientKeys)[0]], ["002"]
         )
         self.assertEqual([a["id"] for a in self.listJson(self.master)], ["002"])
+
+    def test_removeKeepsEveryOtherLine(self):
+        """
+        Removing an agent deletes its line only: every other line, removed
+        and malformed ones included, stays byte for byte.
+        """
+        key = b"c" * 64
+        keep = [b"001 web1 any " + key + b"\r",
+                b"002 !gone any " + key,
+                b"garbage line \xff",
+                b"",
+                b"004 web4 any " + key]
+        lines = keep[:2] + [b"003 web3 any " + key] + keep[2:]
+        self.master.clientKeys.setContent(b"\n".join(lines))
+        status, out, err = self.runCommand(agentRemove, self.master, "003")
+        self.assertEqual((status, out), (0, "Agent 003 removed.\n"))
+        self.assertEqual(self.master.clientKeys.getContent(), b"\n".join(keep))
+        status, out, err = self.runCommand(agentList, self.master, asJson=True)
+        self.assertEqual(sorted(a["id"] for a in json.loads(out)["agents"]),
+                         ["001", "004"])
 
     def test_badId(self):
         """
@@ -283,6 +366,45 @@ class GroupTests(_CommandTestsMixin, SynchronousTestCase):
         A worker refuses to change groups (3019).
         """
         self.assertError(self.runCommand(agentGroup, self.worker, "001", ["g1"]), 3019)
+
+
+class GroupCommandLineTests(_CommandTestsMixin, SynchronousTestCase):
+    """
+    C{wazuh-cluster agent group} on the command line.
+    """
+
+    def cli(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        status = run(list(argv), out, err, environ={})
+        return status, out.getvalue(), err.getvalue()
+
+    def test_emptySetRefused(self):
+        """
+        C{--set ''} (or only commas) is refused with one line naming
+        C{--clear}, and the agent keeps its groups.
+        """
+        self.add("web1", group="g1")
+        for value in ("", " , "):
+            status, out, err = self.cli("agent", "group", "--home", self.master.root.path,
+                                        "--id", "001", "--set", value)
+            self.assertEqual((status, out), (2, ""))
+            self.assertEqual(len(err.splitlines()), 1)
+            self.assertIn("--clear", err)
+        self.assertEqual(self.listJson(self.master)[0]["groups"], ["g1"])
+
+    def test_clear(self):
+        """
+        C{--clear} removes every group; C{--set} and C{--clear} together are
+        a usage error.
+        """
+        self.add("web1", group="g1")
+        status, out, err = self.cli("agent", "group", "--home", self.master.root.path,
+                                    "--id", "001", "--clear")
+        self.assertEqual((status, out, err), (0, "Agent 001 groups: (none)\n", ""))
+        self.assertEqual(self.listJson(self.master)[0]["groups"], [])
+        status, _, _ = self.cli("agent", "group", "--home", self.master.root.path,
+                                "--id", "001", "--clear", "--set", "g1")
+        self.assertEqual(status, 2)
 
 
 class ListTests(_CommandTestsMixin, SynchronousTestCase):
@@ -476,3 +598,79 @@ class ReportTests(_CommandTestsMixin, SynchronousTestCase):
             "novalue",
         )
         self.assertEqual(self.listJson(self.master)[0]["status"], "never_connected")
+
+
+class RecordingDaemon:
+    """
+    The control handler of a daemon that answers every request with C{{}}
+    and records the requests it was sent (the daemon side of
+    C{sync_agent_info} belongs to the worker's agent-info service).
+    """
+
+    def __init__(self):
+        self.requests = []
+
+    def answer(self, request, arguments):
+        from twisted.internet.defer import succeed
+
+        self.requests.append(request)
+        return succeed(b"{}")
+
+
+class ReportNotifiesDaemonTests(TestCase):
+    """
+    C{agent report} asks the running daemon to send its agent info now.
+    """
+
+    def setUp(self):
+        # A short base: UNIX socket paths are limited to 107 bytes.
+        base = FilePath(tempfile.mkdtemp(prefix="wza-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, base.path, True)
+        self.master = makeHome(base.child("m"), "master", "master-node", ["default"])
+        self.worker = makeHome(base.child("w"), "worker", "worker1")
+
+    def serve(self, handler):
+        from twisted.internet import reactor
+
+        server = ControlServer(self.worker.controlSocket, handler, reactor)
+        server.startService()
+        self.addCleanup(server.stopService)
+
+    @inlineCallbacks
+    def test_reportRequestsAgentInfoSync(self):
+        """
+        After recording the report, the command sends the control request
+        C{sync_agent_info} to the worker's daemon (from a real thread, as
+        the command blocks).
+        """
+        daemon = RecordingDaemon()
+        self.serve(daemon)
+        out, err = io.StringIO(), io.StringIO()
+        agentAdd(self.master.root.path, "web1", out=out, err=err)
+        self.master.clientKeys.copyTo(self.worker.clientKeys)
+        status = yield deferToThread(agentReport, self.worker.root.path, "001",
+                                     out=out, err=err)
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        self.assertEqual(daemon.requests, ["sync_agent_info"])
+
+    @inlineCallbacks
+    def test_daemonErrorIsFine(self):
+        """
+        A daemon that does not know C{sync_agent_info} answers an error: the
+        report still succeeds, and L{askLocalDaemon} tells an answer from an
+        error.
+        """
+        from tests.cluster import InMemoryCluster
+
+        cluster = InMemoryCluster(self)
+        self.serve(cluster.master.control)
+        self.master.clientKeys.setContent(b"001 web1 any " + b"a" * 64 + b"\n")
+        self.master.clientKeys.copyTo(self.worker.clientKeys)
+        out, err = io.StringIO(), io.StringIO()
+        status = yield deferToThread(agentReport, self.worker.root.path, "001",
+                                     out=out, err=err)
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        answered = yield deferToThread(askLocalDaemon, self.worker, "get_nodes")
+        self.assertTrue(answered)
+        refused = yield deferToThread(askLocalDaemon, self.worker, "sync_agent_info")
+        self.assertFalse(refused)

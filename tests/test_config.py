@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.test_config -*-
 """
-Tests for L{wazuhcluster.config} and L{wazuhcluster.checkconfig}.
+Tests for L{wazuhcluster.ossecconf}, L{wazuhcluster.clusteritems} and
+L{wazuhcluster.intervals} (L{wazuhcluster.checkconfig}: C{tests.test_checkconfig}).
 """
 
-import io
 import json
 
 from attrs import asdict
@@ -12,11 +12,6 @@ from hypothesis import strategies as st
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.checkconfig import (
-    formatEffectiveConfig,
-    maskKey,
-    runCheckConfig,
-)
 from wazuhcluster.clusteritems import FileItem, loadClusterItems, mergeClusterItems
 from wazuhcluster.errors import ConfigError
 from wazuhcluster.home import NodeHome
@@ -1164,132 +1159,3 @@ class OverridesTests(SynchronousTestCase):
         self.assertEqual(mergeClusterItems({}), loadClusterItems())
         error = self.assertRaises(ConfigError, mergeClusterItems, {"x": 1}, "here")
         self.assertEqual(error.detail, "Unknown key 'x' in here")
-
-
-class CheckConfigTests(SynchronousTestCase):
-    """
-    L{formatEffectiveConfig} and L{runCheckConfig}: C{wazuh-cluster
-    check-config}.
-    """
-
-    def setUp(self):
-        self.root = FilePath(self.mktemp())
-        self.home = NodeHome(self.root)
-        self.home.etc.makedirs()
-
-    def check(self, homePath=None):
-        """
-        Run check-config on the test home; return (status, output).
-        """
-        out = io.StringIO()
-        status = runCheckConfig(homePath or self.root.path, out)
-        return status, out.getvalue()
-
-    def test_maskKey(self):
-        """
-        The key shows its first two characters then stars, one per hidden
-        character; short keys are all stars; an empty key says so.
-        """
-        self.assertEqual(maskKey(KEY), "01" + "*" * 30)
-        self.assertEqual(maskKey("abc"), "***")
-        self.assertEqual(maskKey(""), "(empty)")
-
-    def test_format(self):
-        """
-        The text holds the cluster block with the key masked, the warnings,
-        every interval and every synced item.
-        """
-        config = parseClusterConfig(clusterBlock(node_type="client"))
-        items = loadClusterItems()
-        text = formatEffectiveConfig(config, items)
-        self.assertNotIn(KEY, text)
-        self.assertIn("key:       01" + "*" * 30 + "\n", text)
-        self.assertIn("node_type: worker\n", text)
-        self.assertIn("  Deprecated node type 'client'. Using 'worker' instead.", text)
-        self.assertIn("    keep_alive:                    60\n", text)
-        self.assertIn("    hello_timeout:", text)
-        for item in items.fileset.items:
-            self.assertIn(f"  {item.path}", text)
-        self.assertIn("0o640  files: client.keys  (top directory only)", text)
-        self.assertIn("excluded extensions: ~, .tmp, .lock, .swp", text)
-
-    def test_formatNoWarnings(self):
-        """
-        Without warnings the text says so.
-        """
-        config = parseClusterConfig(clusterBlock())
-        text = formatEffectiveConfig(config, loadClusterItems())
-        self.assertIn("Warnings: none", text)
-
-    def test_valid(self):
-        """
-        A valid home prints the effective configuration and exits 0.
-        """
-        self.home.ossecConf.setContent(clusterBlock())
-        self.home.clusterJsonOverrides.setContent(
-            b'{"intervals": {"worker": {"keep_alive": 2}}}'
-        )
-        status, output = self.check()
-        self.assertEqual(status, 0)
-        self.assertNotIn(KEY, output)
-        self.assertIn("    keep_alive:                    2\n", output)
-        self.assertTrue(output.endswith("Configuration OK.\n"))
-
-    def test_disabled(self):
-        """
-        A disabled cluster is valid and said to be disabled.
-        """
-        self.home.ossecConf.setContent(b"<ossec_config></ossec_config>")
-        status, output = self.check()
-        self.assertEqual(status, 0)
-        self.assertIn("disabled:  yes\n", output)
-        self.assertIn("The cluster is disabled", output)
-
-    def test_invalidConfig(self):
-        """
-        A configuration error prints exactly the error line and exits 1.
-        """
-        self.home.ossecConf.setContent(clusterBlock(key="short"))
-        status, output = self.check()
-        self.assertEqual(status, 1)
-        self.assertEqual(
-            output,
-            "Error 3004 - Error in cluster configuration: Key must be 32 "
-            "characters long and only have alphanumeric characters\n",
-        )
-
-    def test_invalidOverrides(self):
-        """
-        An overrides error prints one line and exits 1.
-        """
-        self.home.ossecConf.setContent(clusterBlock())
-        self.home.clusterJsonOverrides.setContent(b"{")
-        status, output = self.check()
-        self.assertEqual(status, 1)
-        self.assertEqual(len(output.splitlines()), 1)
-        self.assertIn("Invalid JSON", output)
-
-    def test_missingOssecConf(self):
-        """
-        A home without ossec.conf prints one 3006 line and exits 1.
-        """
-        status, output = self.check()
-        self.assertEqual(status, 1)
-        self.assertEqual(len(output.splitlines()), 1)
-        self.assertTrue(
-            output.startswith("Error 3006 - Error reading cluster configuration: ")
-        )
-
-    def test_missingHome(self):
-        """
-        A home directory that does not exist prints one line naming it and
-        exits 1.
-        """
-        missing = self.root.child("nope").path
-        status, output = self.check(missing)
-        self.assertEqual(status, 1)
-        self.assertEqual(
-            output,
-            "Error 3006 - Error reading cluster configuration: home directory "
-            f"{missing} does not exist\n",
-        )

@@ -110,6 +110,34 @@ class RequestTests(SynchronousTestCase):
                          {"name", "type", "version", "ip", "n_active_agents"})
         self.assertNotEqual(health["nodes"]["worker1"]["status"]["last_keep_alive"], "n/a")
 
+    def test_unknownNodeFilter(self):
+        """
+        C{-fn} naming a node that does not exist is Wazuh's 1730, for
+        C{get_nodes} and C{get_health}, even beside existing names.
+        """
+        for request in ("get_nodes", "get_health"):
+            failure = self.answer(self.cluster.master.control, request,
+                                  {"node_names": ["worker1", "nosuch"]})
+            self.assertIsInstance(failure.value, ControlFailed)
+            self.assertEqual(str(failure.value), "Error 1730 - Node does not exist: nosuch")
+
+    def test_healthCountsWhatIsListed(self):
+        """
+        With C{-fn}, C{n_connected_nodes} counts the connected nodes listed,
+        not every connected worker.
+        """
+        health = self.answer(self.cluster.master.control, "get_health",
+                             {"node_names": ["worker1"]})
+        self.assertEqual(sorted(health["nodes"]), ["worker1"])
+        self.assertEqual(health["n_connected_nodes"], 1)
+        text = formatHealth("wazuh", health, more=True)
+        self.assertIn("Connected nodes (1):", text)
+        self.assertEqual(text.count("        Type: "), 1)
+        master = self.answer(self.cluster.master.control, "get_health",
+                             {"node_names": ["master"]})
+        self.assertEqual((sorted(master["nodes"]), master["n_connected_nodes"]),
+                         (["master"], 0))
+
     def test_workerForwards(self):
         """
         A worker answers by asking its master.

@@ -6,6 +6,7 @@ process.
 
 import io
 import shutil
+import socket
 import tempfile
 
 from twisted.internet import reactor
@@ -13,7 +14,15 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from wazuhcluster.demo import SAMPLE_AGENTS, buildDemo, createDemo, freePort, runDemo
+from wazuhcluster.demo import (
+    SAMPLE_AGENTS,
+    buildDemo,
+    createDemo,
+    freePort,
+    prepareDemo,
+    runDemo,
+)
+from wazuhcluster.ossecconf import readClusterConfig
 
 
 class DemoTests(TestCase):
@@ -73,3 +82,36 @@ class DemoTests(TestCase):
         log = workers[0].clusterLog.getContent().decode()
         self.assertIn("[Worker worker1] [Main] Successfully connected to master.", log)
         self.assertNotIn("[Worker worker2]", log)
+
+    def test_rerunPicksAFreePortAgain(self):
+        """
+        Running the demo again without C{--port} gives it a new free port
+        (the old one may be taken by then), rewritten into every home.
+        """
+        first = createDemo(self.base, 2, freePort())
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", readClusterConfig(first[0][0]).port))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        base, homes, port = prepareDemo(self.base, 2, 0)
+        self.assertNotEqual(port, busy.getsockname()[1])
+        self.assertEqual({readClusterConfig(home).port for home, _ in homes}, {port})
+        self.assertEqual([h.root for h, _ in homes], [h.root for h, _ in first])
+
+    def test_takenPortExplained(self):
+        """
+        A C{--port} that is taken is refused before anything starts, in one
+        line naming the port, the reason and what to do.
+        """
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(runDemo(self.base, 1, port, out, err), 1)
+        lines = err.getvalue().splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"port {port} on 127.0.0.1 cannot be used (Address already in use)",
+                      lines[0])
+        self.assertIn("--port", lines[0])

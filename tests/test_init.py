@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.home import NodeHome
-from wazuhcluster.nodeinit import formatInitSummary, initNode
+from wazuhcluster.nodeinit import formatInitSummary, initNode, initNodeReport
 from wazuhcluster.ossecconf import parseClusterConfig
 from wazuhcluster.tls import loadNodeIdentity
 
@@ -486,3 +486,217 @@ class ExistingOssecConfTests(InitTestsMixin, SynchronousTestCase):
         self.assertIn("cannot be read", str(err))
         self.assertEqual(conf.getContent().decode("utf-8"), broken)
         self.assertFalse(self.caDir.exists())
+
+
+class PathTests(InitTestsMixin, SynchronousTestCase):
+    """
+    L{initNode} refuses unusable paths before writing anything, and a
+    failure after it started leaves nothing it created behind.
+    """
+
+    def test_homeIsAFile(self):
+        """
+        A file given as the home is refused (1006); no CA is created.
+        """
+        self.masterPath.parent().makedirs()
+        self.masterPath.setContent(b"not a directory")
+        err = self.assertRaises(ClusterError, self.initMaster)
+        self.assertEqual(err.code, 1006)
+        self.assertIn("is not a directory", str(err))
+        self.assertFalse(self.caDir.exists())
+
+    def test_caIsAFile(self):
+        """
+        A file given as the CA directory is refused; no home is created.
+        """
+        self.caDir.parent().makedirs()
+        self.caDir.setContent(b"x")
+        err = self.assertRaises(ClusterError, self.initMaster)
+        self.assertIn(f"--ca {self.caDir.path} is not a directory", str(err))
+        self.assertFalse(self.masterPath.exists())
+
+    def test_parentIsAFile(self):
+        """
+        A home below a file cannot be created: refused, naming the file.
+        """
+        self.masterPath.parent().makedirs()
+        blocker = self.masterPath.parent().child("file")
+        blocker.setContent(b"x")
+        err = self.assertRaises(ClusterError, initNode, blocker.child("home"), "master",
+                                "m", self.caDir)
+        self.assertIn(f"{blocker.path} is not a directory", str(err))
+        self.assertFalse(self.caDir.exists())
+
+    def test_failureRemovesWhatItCreated(self):
+        """
+        When init fails after creating the CA (here: the home's C{etc} is a
+        file), the new CA directory is removed, and a CA directory that
+        existed keeps only what it had.
+        """
+        self.masterPath.makedirs()
+        self.masterPath.child("etc").setContent(b"a file where etc/ should be")
+        err = self.assertRaises(ClusterError, self.initMaster)
+        self.assertIn("nothing was changed", str(err))
+        self.assertFalse(self.caDir.exists())
+        self.caDir.makedirs()
+        self.caDir.child("notes.txt").setContent(b"mine")
+        self.assertRaises(ClusterError, self.initMaster)
+        self.assertEqual(self.caDir.listdir(), ["notes.txt"])
+
+    def test_newHomeRemovedOnFailure(self):
+        """
+        A home this run created is removed when init fails.
+        """
+        self.caDir.makedirs()
+        self.caDir.child("ca.pem").setContent(b"garbage")
+        self.caDir.child("ca.key").setContent(b"garbage")
+        self.caDir.child("cluster.key").setContent(KEY.encode())
+        self.assertRaises(ClusterError, self.initMaster)
+        self.assertFalse(self.masterPath.exists())
+        self.assertEqual(sorted(self.caDir.listdir()), ["ca.key", "ca.pem", "cluster.key"])
+
+    def test_caInsideHomeRefused(self):
+        """
+        A CA directory equal to the home, inside it, or reaching it through
+        a symbolic link is refused: the CA key must never enter a node home.
+        """
+        for ca in (self.masterPath, self.masterPath.child("ca"),
+                   self.masterPath.child("etc").child("ca")):
+            err = self.assertRaises(ClusterError, initNode, self.masterPath, "master",
+                                    "master01", ca)
+            self.assertIn("inside the node home", str(err))
+        self.assertFalse(self.masterPath.exists())
+        self.masterPath.makedirs()
+        link = self.masterPath.parent().child("link")
+        os.symlink(self.masterPath.path, link.path)
+        self.assertRaises(ClusterError, initNode, self.masterPath, "master", "master01",
+                          link.child("ca"))
+        self.assertEqual(self.masterPath.listdir(), [])
+
+
+class ClusterKeyTests(InitTestsMixin, SynchronousTestCase):
+    """
+    The cluster key kept in the CA directory.
+    """
+
+    def test_deletedClusterKeyRefused(self):
+        """
+        When C{CADIR/cluster.key} is gone but the CA is there, init refuses
+        to make a new key (later workers would be rejected) and says how to
+        restore it; nothing is created.
+        """
+        master = self.initMaster()
+        self.caDir.child("cluster.key").remove()
+        err = self.assertRaises(ClusterError, self.initWorker)
+        self.assertIn("cluster.key is missing", str(err))
+        self.assertIn("<key>", str(err))
+        self.assertIn("--key", str(err))
+        self.assertFalse(self.caDir.child("cluster.key").exists())
+        self.assertFalse(self.workerPath.exists())
+        self.assertRaises(ClusterError, self.initMaster)
+        self.assertNotEqual(_config(master).key, "")
+
+    def test_keyRestoresClusterKey(self):
+        """
+        C{--key} restores a deleted C{cluster.key}: later nodes made without
+        C{--key} get it.
+        """
+        key = _config(self.initMaster()).key
+        self.caDir.child("cluster.key").remove()
+        self.initWorker(key=key)
+        self.assertEqual(self.caDir.child("cluster.key").getContent().strip(),
+                         key.encode())
+        other = initNode(self.workerPath.sibling("w2"), "worker", "node03", self.caDir,
+                         masterHost="10.0.0.1")
+        self.assertEqual(_config(other).key, key)
+
+
+class RerunTests(InitTestsMixin, SynchronousTestCase):
+    """
+    Re-running init on a node keeps what the options do not change, and
+    says what changed.
+    """
+
+    def test_keepsSettings(self):
+        """
+        Without options, a re-run keeps cluster name, key, port, bind
+        address, master host and hidden, and reports nothing changed.
+        """
+        self.initMaster(clusterName="prod", key=KEY, port=1600, bindAddr="10.0.0.1",
+                        masterHost="master.example")
+        conf = self.masterPath.child("etc").child("ossec.conf")
+        conf.setContent(conf.getContent().replace(b"<hidden>no</hidden>",
+                                                  b"<hidden>yes</hidden>"))
+        before = conf.getContent()
+        report = initNodeReport(self.masterPath, "master", "master01", self.caDir)
+        self.assertEqual(conf.getContent(), before)
+        self.assertEqual((report.created, report.changes), (False, ()))
+        summary = formatInitSummary(report.home, self.caDir, report)
+        self.assertIn("Nothing changed", summary)
+        self.assertEqual(_sans(report.home), {"master01", "master.example"})
+
+    def test_reportsChanges(self):
+        """
+        An option that changes a setting changes only that one, and the
+        report names it (never the key itself).
+        """
+        self.initWorker(port=1600)
+        report = initNodeReport(self.workerPath, "worker", "node02", self.caDir,
+                                port=1700, key=KEY)
+        config = _config(report.home)
+        self.assertEqual((config.port, config.nodes, config.key),
+                         (1700, ("10.0.0.1",), KEY))
+        self.assertEqual(report.changes,
+                         ("port: 1600 -> 1700", "cluster key: replaced by the one given"))
+        summary = formatInitSummary(report.home, self.caDir, report)
+        self.assertIn("changed: port: 1600 -> 1700", summary)
+        self.assertNotIn(KEY, summary)
+
+    def test_workerRerunNeedsNoMasterHost(self):
+        """
+        A worker's master host is kept on a re-run without C{--master-host}.
+        """
+        self.initWorker(masterHost="10.9.9.9")
+        home = initNode(self.workerPath, "worker", "node02", self.caDir)
+        self.assertEqual(_config(home).nodes, ("10.9.9.9",))
+
+
+class MasterHostNoteTests(InitTestsMixin, SynchronousTestCase):
+    """
+    A master made without C{--master-host} says which address its
+    certificate names and what workers must dial.
+    """
+
+    def test_note(self):
+        """
+        The summary says the certificate names only 127.0.0.1, that workers
+        must dial it, and how to name another address.
+        """
+        report = initNodeReport(self.masterPath, "master", "master01", self.caDir)
+        summary = formatInitSummary(report.home, self.caDir, report)
+        self.assertIn("names only 127.0.0.1", summary)
+        self.assertIn("--master-host 127.0.0.1", summary)
+        self.assertIn("--master-host", summary.split("For workers on other hosts")[1])
+
+    def test_keyNote(self):
+        """
+        A C{--key} other than the CA directory's cluster key is pointed out
+        (nodes made without it would not connect); a re-run without
+        C{--key} keeps the node's key and says nothing.
+        """
+        initNode(self.masterPath, "master", "master01", self.caDir, masterHost="10.0.0.1")
+        report = initNodeReport(self.workerPath, "worker", "node02", self.caDir,
+                                masterHost="10.0.0.1", key=KEY)
+        self.assertEqual(len(report.notes), 1)
+        self.assertIn("--key differs from", report.notes[0])
+        again = initNodeReport(self.workerPath, "worker", "node02", self.caDir)
+        self.assertEqual((again.notes, again.changes), ((), ()))
+        self.assertEqual(_config(again.home).key, KEY)
+
+    def test_noNoteWithMasterHost(self):
+        """
+        With C{--master-host}, no note.
+        """
+        report = initNodeReport(self.masterPath, "master", "master01", self.caDir,
+                                masterHost="10.0.0.1")
+        self.assertEqual(report.notes, ())

@@ -4,21 +4,30 @@ Tests for cluster.log: the original's line format, levels, filtering and
 daily rotation into the original's layout.
 """
 
+import datetime
 import gzip
+import json
 import os
+import threading
 import time
 
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogLevel, LogPublisher
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wazuhcluster.logs import (
     ClusterLogger,
     ClusterLogService,
     WazuhDailyLogFile,
     formatClusterEvent,
+    jsonEventFormatter,
     levelPredicate,
+    logFormats,
+    threadRunner,
 )
+from wazuhcluster.ossecconf import parseOssecConf
 
 
 def event(text, level=LogLevel.info, **keys):
@@ -144,3 +153,235 @@ class RotationTests(SynchronousTestCase):
             self.assertIn(b"yesterday", archive.read())
         self.assertEqual(os.stat(rotated.path).st_mode & 0o777, 0o640)
         self.assertEqual(logs.child("cluster.log").getContent(), b"today\n")
+
+
+class InjectionTests(SynchronousTestCase):
+    """
+    A peer's string can never start a line of cluster.log.
+    """
+
+    FORGED = "evil\n2026/11/25 10:00:00 ERROR: [Master] [Main] forged\r\x1b[2K\u2028x"
+
+    def test_messageEscaped(self):
+        """
+        Control characters in a message (newline, carriage return, escape,
+        Unicode line separator) are escaped: the event is one line.
+        """
+        line = formatClusterEvent(event("Hello from {peer}.", peer=self.FORGED))
+        self.assertEqual(line.count("\n"), 1)
+        self.assertTrue(line.endswith("\n"))
+        self.assertIn("evil\\n2026/11/25 10:00:00 ERROR: [Master] [Main] forged\\r\\x1b[2K"
+                      "\\u2028x.", line)
+
+    def test_tagsEscaped(self):
+        """
+        Tags are escaped too.
+        """
+        line = formatClusterEvent(event("x", cluster_tag="Worker a\nb"))
+        self.assertIn("[Worker a\\nb]", line)
+        self.assertEqual(line.count("\n"), 1)
+
+    def test_tracebackIndented(self):
+        """
+        A failure's traceback stays readable on continuation lines, each
+        indented with a tab, so that even an exception message holding a
+        newline cannot start a line of its own.
+        """
+        try:
+            raise ValueError(self.FORGED)
+        except ValueError:
+            failure = Failure()
+        line = formatClusterEvent(event("Round failed: {peer}", LogLevel.error,
+                                        peer="p\nq", log_failure=failure))
+        first, *rest = line.rstrip("\n").split("\n")
+        self.assertTrue(first.endswith("ERROR: [Cluster] [Main] Round failed: p\\nq"))
+        self.assertTrue(rest)
+        self.assertTrue(all(continuation.startswith("\t") for continuation in rest), rest)
+        self.assertIn("\tTraceback (most recent call last):", line)
+        self.assertIn("ValueError: evil", line)
+
+    def test_fileHoldsOneLinePerEvent(self):
+        """
+        Through the log service, a forged line in a message leaves the file
+        with one line per event.
+        """
+        path = FilePath(self.mktemp()).child("cluster.log")
+        publisher = LogPublisher()
+        service = ClusterLogService(path, publisher=publisher)
+        service.startService()
+        log = ClusterLogger("Worker w1", "Main", observer=publisher)
+        log.info("Connection from {peer}", peer=self.FORGED)
+        log.info("next")
+        service.stopService()
+        lines = path.getContent().decode().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertFalse(any(line.startswith("2026/11/25 10:00:00 ERROR") for line in lines))
+
+
+class JsonLogTests(SynchronousTestCase):
+    """
+    C{logs/cluster.json}: one JSON object a line.
+    """
+
+    def test_record(self):
+        """
+        A record has the ISO 8601 timestamp, level, tag, subtag, node and
+        the message (with its newlines kept as JSON escapes).
+        """
+        formatter = jsonEventFormatter("master")
+        line = formatter(event("Finished in {elapsed:.3f}s.\nsecond", LogLevel.warn,
+                               elapsed=0.5, cluster_tag="Worker node02",
+                               cluster_subtag="Integrity sync", cluster_node="node02"))
+        self.assertEqual(line.count("\n"), 1)
+        record = json.loads(line)
+        self.assertEqual(
+            {k: record[k] for k in ("level", "tag", "subtag", "node", "message")},
+            {"level": "WARNING", "tag": "Worker node02", "subtag": "Integrity sync",
+             "node": "node02", "message": "Finished in 0.500s.\nsecond"})
+        when = datetime.datetime.fromisoformat(record["timestamp"])
+        self.assertEqual(when.timestamp(), 1764064800.0)
+        self.assertIsNotNone(when.tzinfo)
+        self.assertEqual(json.loads(formatter(event("twisted")))["node"], "master")
+
+    def test_serviceWritesBoth(self):
+        """
+        With a JSON path, the service writes each event to cluster.log and
+        as a record to cluster.json (0660).
+        """
+        logs = FilePath(self.mktemp())
+        publisher = LogPublisher()
+        service = ClusterLogService(logs.child("cluster.log"), publisher=publisher,
+                                    jsonPath=logs.child("cluster.json"), nodeName="master")
+        service.startService()
+        ClusterLogger("Master", "Keep alive", observer=publisher).error("No keep {x}", x=1)
+        service.stopService()
+        self.assertIn("ERROR: [Master] [Keep alive] No keep 1",
+                      logs.child("cluster.log").getContent().decode())
+        [record] = [json.loads(line) for line in
+                    logs.child("cluster.json").getContent().decode().splitlines()]
+        self.assertEqual((record["level"], record["subtag"], record["message"], record["node"]),
+                         ("ERROR", "Keep alive", "No keep 1", "master"))
+        self.assertEqual(os.stat(logs.child("cluster.json").path).st_mode & 0o777, 0o660)
+
+    def test_logFormats(self):
+        """
+        C{<logging><log_format>} reads as Wazuh's C{plain}, C{json} or both;
+        plain when absent; anything else is refused.
+        """
+        def formats(xml):
+            return logFormats(parseOssecConf(xml.encode()))
+
+        logging = "<ossec_config><logging><log_format>{}</log_format></logging></ossec_config>"
+        self.assertEqual(formats("<ossec_config/>"), {"plain"})
+        self.assertEqual(formats(logging.format("json")), {"json"})
+        self.assertEqual(formats(logging.format("plain, json")), {"plain", "json"})
+        self.assertEqual(formats("<ossec_config><cluster/></ossec_config>"
+                                 + logging.format("json,plain")), {"plain", "json"})
+        self.assertRaises(ValueError, formats, logging.format("xml"))
+        self.assertRaises(ValueError, formats, logging.format(""))
+
+
+class _DatedLogFile(WazuhDailyLogFile):
+    """
+    A log file whose dates are the injected C{today}.
+    """
+
+    today = (2026, 11, 24)
+
+    def toDate(self, *args):
+        return self.today
+
+
+class DatedRotationTests(SynchronousTestCase):
+    """
+    Rotation when the date changes, with an injected date.
+    """
+
+    def test_rotateOnNewDay(self):
+        """
+        The first write of a new day moves the previous day's file, gzipped,
+        to C{cluster/<YYYY>/<Mon>/<name>-<DD>.gz}: for cluster.json as for
+        cluster.log; a second rotation of the same day is appended.
+        """
+        logs = FilePath(self.mktemp())
+        logs.makedirs()
+        for name in ("cluster.log", "cluster.json"):
+            logfile = _DatedLogFile(name, logs.path)
+            logfile.write("monday\n")
+            logfile.today = (2026, 11, 25)
+            logfile.write("tuesday\n")
+            logfile.close()
+            rotated = logs.descendant(["cluster", "2026", "Nov", f"{name}-24.gz"])
+            with gzip.open(rotated.path) as archive:
+                self.assertEqual(archive.read(), b"monday\n")
+            self.assertEqual(logs.child(name).getContent(), b"tuesday\n")
+        again = _DatedLogFile("cluster.log", logs.path)
+        again.today = (2026, 11, 24)
+        again.lastDate = (2026, 11, 24)
+        again.write("late\n")
+        again.today = (2026, 11, 25)
+        again.write("x\n")
+        again.close()
+        rotated = logs.descendant(["cluster", "2026", "Nov", "cluster.log-24.gz"])
+        with gzip.open(rotated.path) as archive:
+            self.assertEqual(archive.read(), b"monday\ntuesday\nlate\n")
+
+
+class ThreadedRotationTests(TestCase):
+    """
+    The compression of a rotated log runs in a thread, never on the
+    reactor's.
+    """
+
+    @inlineCallbacks
+    def test_compressInThread(self):
+        """
+        With a real thread pool, C{rotate} renames and reopens at once and
+        the gzip runs in another thread; once done, the archive holds the
+        old log and the temporary file is gone.
+        """
+        from twisted.internet import reactor
+
+        logs = FilePath(self.mktemp())
+        logs.makedirs()
+        threads = []
+        runner = threadRunner(reactor)
+
+        def runInThread(function, *args):
+            def recorded():
+                threads.append(threading.get_ident())
+                return function(*args)
+
+            return runner(recorded)
+
+        logfile = _DatedLogFile("cluster.log", logs.path, runInThread=runInThread)
+        logfile.write("old line\n" * 1000)
+        logfile.today = (2026, 11, 25)
+        logfile.write("new line\n")
+        self.assertEqual(logs.child("cluster.log").getContent(), b"new line\n")
+        yield logfile.compressionsDone()
+        logfile.close()
+        self.assertEqual(len(threads), 1)
+        self.assertNotEqual(threads[0], threading.get_ident())
+        month = logs.descendant(["cluster", "2026", "Nov"])
+        self.assertEqual(month.listdir(), ["cluster.log-24.gz"])
+        with gzip.open(month.child("cluster.log-24.gz").path) as archive:
+            self.assertEqual(archive.read(), b"old line\n" * 1000)
+        self.assertEqual(os.stat(month.child("cluster.log-24.gz").path).st_mode & 0o777,
+                         0o640)
+
+    @inlineCallbacks
+    def test_serviceWaitsForCompression(self):
+        """
+        Stopping the log service waits for the compressions it started.
+        """
+        logs = FilePath(self.mktemp())
+        publisher = LogPublisher()
+        service = ClusterLogService(logs.child("cluster.log"), publisher=publisher)
+        service.startService()
+        [logfile] = service._files
+        logfile.lastDate = (2000, 1, 1)
+        ClusterLogger(observer=publisher).info("after midnight")
+        yield service.stopService()
+        month = logs.descendant(["cluster", "2000", "Jan"])
+        self.assertEqual(month.listdir(), ["cluster.log-01.gz"])

@@ -7,7 +7,10 @@ import io
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -17,9 +20,13 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_endtoend import freePort
+from tests.test_endtoend import TWISTD, environment, freePort
 from wazuhcluster.errors import StartupError
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.master.refusals import RefusalLog
@@ -82,6 +89,23 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIn("ClusterLogService", names)
         node = [s for s in root if isinstance(s, MasterService)][0]
         self.assertIsNotNone(node.listener)
+
+    def test_jsonLog(self):
+        """
+        With C{<logging><log_format>plain,json</log_format></logging>} in
+        ossec.conf, the node also writes C{logs/cluster.json}; without it,
+        only cluster.log.
+        """
+        err, make = self.make(self.worker, "worker")
+        [plain] = [s for s in make() if type(s).__name__ == "ClusterLogService"]
+        self.assertIsNone(plain.jsonPath)
+        conf = self.worker.ossecConf
+        conf.setContent(conf.getContent() + b"<ossec_config><logging><log_format>"
+                        b"plain,json</log_format></logging></ossec_config>\n")
+        err, make = self.make(self.worker, "worker")
+        [service] = [s for s in make() if type(s).__name__ == "ClusterLogService"]
+        self.assertEqual(service.jsonPath, self.worker.logs.child("cluster.json"))
+        self.assertEqual(service.nodeName, "worker1")
 
     def test_workerTree(self):
         """
@@ -246,3 +270,179 @@ class TacFileTests(SynchronousTestCase):
         err = io.StringIO()
         self.assertRaises(StartupError, applicationFor, "master", environ={}, stderr=err)
         self.assertIn("--home is required", err.getvalue())
+
+
+class TwistdDefaultsTests(SynchronousTestCase):
+    """
+    The plugins' defaults for twistd's own options, parsed by twistd's
+    L{ServerOptions} as C{twistd} does.
+    """
+
+    def setUp(self):
+        base = FilePath(self.mktemp())
+        self.home = initNode(base.child("m"), "master", "master", base.child("ca"))
+
+    def parse(self, *argv):
+        from twisted.scripts._twistd_unix import ServerOptions
+
+        config = ServerOptions()
+        config.parseOptions(list(argv))
+        return config
+
+    def test_pidfileAndLogfile(self):
+        """
+        Without C{--pidfile}/C{--logfile}, a daemon keeps its pidfile in
+        C{H/var/run/wazuh-clusterd.pid} and twistd's log in
+        C{H/logs/twistd.log}.
+        """
+        config = self.parse("wazuh-master", "--home", self.home.root.path)
+        self.assertEqual(config["pidfile"],
+                         self.home.root.descendant(["var", "run", "wazuh-clusterd.pid"]).path)
+        self.assertEqual(config["logfile"], self.home.logs.child("twistd.log").path)
+
+    def test_foregroundLogsToStdout(self):
+        """
+        With C{-n}, twistd logs to stdout (no default log file); the pidfile
+        default stays, so two foreground nodes can share a directory.
+        """
+        config = self.parse("-n", "wazuh-worker", "--home", self.home.root.path)
+        self.assertIsNone(config["logfile"])
+        self.assertTrue(config["pidfile"].startswith(self.home.root.path))
+
+    def test_userChoicesKept(self):
+        """
+        C{--pidfile}, C{--pidfile=} (none) and C{--logfile} given by the user
+        win.
+        """
+        config = self.parse("--pidfile=my.pid", "--logfile=my.log", "wazuh-master",
+                            "--home", self.home.root.path)
+        self.assertEqual((config["pidfile"], config["logfile"]),
+                         (os.path.abspath("my.pid"), "my.log"))
+        self.assertEqual(self.parse("--pidfile=", "-n", "wazuh-master", "--home",
+                                    self.home.root.path)["pidfile"], "")
+
+    def test_runAsHomeOwner(self):
+        """
+        Started as root on a home owned by another user, the node runs as
+        that user (twistd's uid/gid) unless C{--uid}/C{--gid} say otherwise;
+        on a root-owned home nothing changes.
+        """
+        from twisted.scripts._twistd_unix import ServerOptions
+
+        from wazuhcluster.tap import applyTwistdDefaults
+
+        def defaults(getuid, **server):
+            config = ServerOptions()
+            config.update(server)
+            options = Options()
+            options["home"] = self.home.root.path
+            applyTwistdDefaults(options, config, getuid=getuid)
+            return config["uid"], config["gid"]
+
+        owner = os.stat(self.home.root.path)
+        self.assertEqual(defaults(lambda: 0), (None, None) if owner.st_uid == 0
+                         else (owner.st_uid, owner.st_gid))
+        if os.getuid() != 0:
+            return
+        os.chown(self.home.root.path, 65534, 65534)
+        self.assertEqual(defaults(lambda: 0), (65534, 65534))
+        self.assertEqual(defaults(lambda: 0, uid=1000), (1000, None))
+        self.assertEqual(defaults(lambda: 1000), (None, None))
+        config = self.parse("wazuh-master", "--home", self.home.root.path)
+        self.assertEqual((config["uid"], config["gid"]), (65534, 65534))
+
+    def test_version(self):
+        """
+        C{twistd wazuh-master --version} prints wazuhcluster's version and
+        the Wazuh version it follows.
+        """
+        from wazuhcluster import WAZUH_COMPATIBLE_VERSION, __version__
+
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        error = self.assertRaises(SystemExit, Options().parseOptions, ["--version"])
+        self.assertEqual(error.code, 0)
+        self.assertIn(__version__, out.getvalue())
+        self.assertIn(WAZUH_COMPATIBLE_VERSION, out.getvalue())
+
+    def test_defaultHome(self):
+        """
+        Without C{--home}, C{$WAZUH_HOME} is the home.
+        """
+        self.patch(os, "environ", dict(os.environ, WAZUH_HOME=self.home.root.path))
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["home"], self.home.root.path)
+
+
+class DaemonProcessTests(TestCase):
+    """
+    Real C{twistd} daemons: two nodes started from one directory.
+    """
+
+    timeout = 90
+
+    def setUp(self):
+        self.base = FilePath(tempfile.mkdtemp(prefix="wzp-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, self.base.path, True)
+        port = freePort()
+        ca = self.base.child("ca").path
+        self.homes = [
+            initNode(self.base.child("m").path, "master", "master", ca, port=port,
+                     bindAddr="127.0.0.1"),
+            initNode(self.base.child("w").path, "worker", "worker1", ca,
+                     masterHost="127.0.0.1", port=port),
+        ]
+        self.cwd = self.base.child("cwd")
+        self.cwd.makedirs()
+
+    def pid(self, home):
+        path = home.root.descendant(["var", "run", "wazuh-clusterd.pid"])
+        return int(path.getContent()) if path.exists() else None
+
+    def stop(self, home):
+        pid = self.pid(home)
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+    @inlineCallbacks
+    def test_twoDaemonsInOneDirectory(self):
+        """
+        C{twistd wazuh-master} and C{twistd wazuh-worker} daemonised from the
+        same directory both start: each keeps its pidfile in its home's
+        C{var/run}, twistd's log in its home's C{logs/}, nothing lands in
+        the current directory, and the worker connects.
+        """
+        for home in self.homes:
+            self.addCleanup(self.stop, home)
+        for home, kind in zip(self.homes, ("master", "worker")):
+            out, err, status = yield getProcessOutputAndValue(
+                sys.executable, ["-c", TWISTD, f"wazuh-{kind}", "--home", home.root.path],
+                env=environment(), path=self.cwd.path)
+            self.assertEqual(status, 0, (out, err))
+        for home in self.homes:
+            self.assertIsNotNone(self.pid(home))
+            self.assertTrue(home.logs.child("twistd.log").exists())
+        self.assertEqual(self.cwd.listdir(), [])
+        worker = self.homes[1]
+        for _ in range(300):
+            if worker.clusterLog.exists() and b"Successfully connected to master." in \
+                    worker.clusterLog.getContent():
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.assertIn(b"Successfully connected to master.", worker.clusterLog.getContent())
+        for home in self.homes:
+            self.stop(home)
+            self.assertFalse(home.root.descendant(["var", "run",
+                                                   "wazuh-clusterd.pid"]).exists())

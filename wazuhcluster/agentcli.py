@@ -22,21 +22,25 @@ import sys
 import time
 from contextlib import contextmanager
 
-from twisted.protocols.amp import AmpBox
+from twisted.protocols.amp import AmpBox, parseString
 from twisted.python.failure import Failure
 
 from wazuhcluster.agentdb import OS_FIELDS, AgentDatabase
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
+    appendClientKey,
     formatAgentId,
     isValidAgentIp,
     isValidAgentName,
     lockClientKeys,
     nextAgentId,
     parseAgentId,
-    readClientKeys,
-    writeClientKeys,
+    parseClientKeys,
+    readClientKeysBytes,
+    removeClientKey,
+    sameAgentIp,
+    usedAgentIds,
 )
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
@@ -164,6 +168,7 @@ def _run(homePath, out, err, command, *args):
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    home = None
     try:
         home = NodeHome.fromPath(homePath)
         config = readClusterConfig(home)
@@ -173,7 +178,8 @@ def _run(homePath, out, err, command, *args):
         err.write(f"{e}\n")
         return 1
     except sqlite3.Error as e:
-        err.write(f"{ClusterError(f'Agent database error: {e}', 2000)}\n")
+        where = home.globalDb.path if home is not None else homePath
+        err.write(f"{ClusterError(f'Agent database error: {e} ({where})', 2000)}\n")
         return 1
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
@@ -220,20 +226,25 @@ def _requireMaster(config, what):
 def _readKeys(home, err):
     """
     Read this node's C{client.keys}, warning about skipped lines.
+
+    @return: the file's content and its valid entries.
     """
-    entries, problems = readClientKeys(home.clientKeys)
+    content = readClientKeysBytes(home.clientKeys)
+    entries, problems = parseClientKeys(content)
     for problem in problems:
         err.write(f"WARNING: {home.clientKeys.path}: {problem}\n")
-    return entries
+    return content, entries
 
 
 def _reconciledKeys(home, db, err):
     """
     Read C{client.keys} and bring the database in line with it.
+
+    @return: the file's content and its valid entries.
     """
-    entries = _readKeys(home, err)
+    content, entries = _readKeys(home, err)
     _wait(db.reconcileClientKeys(entries))
-    return entries
+    return content, entries
 
 
 def _checkGroups(home, groups):
@@ -274,9 +285,16 @@ def _checkNewAgent(name, ip):
             1725,
         )
     if not isValidAgentIp(ip):
-        raise ClusterError(
-            f"There is an agent with the same IP or the IP is invalid: {ip}", 1706
-        )
+        raise _sameIpOrInvalid(ip)
+
+
+def _sameIpOrInvalid(ip):
+    """
+    Wazuh's 1706, for an invalid IP and for one another agent has.
+    """
+    return ClusterError(
+        f"There is an agent with the same IP or the IP is invalid: {ip}", 1706
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -289,13 +307,16 @@ def _add(home, config, db, out, err, name, ip, group):
     groups = [] if group is None else [group]
     _checkGroups(home, groups)
     with lockClientKeys(home.clientKeys):
-        entries = _reconciledKeys(home, db, err)
+        content, entries = _reconciledKeys(home, db, err)
         if any(entry.name == name for entry in entries):
             raise ClusterError(f"There is an agent with the same name: {name}", 1705)
-        entry = ClientKey(nextAgentId(entries), name, ip, os.urandom(KEY_BYTES).hex())
+        if any(sameAgentIp(entry.ip, ip) for entry in entries):
+            raise _sameIpOrInvalid(ip)
+        newId = nextAgentId(entries, usedAgentIds(content))
+        entry = ClientKey(newId, name, ip, os.urandom(KEY_BYTES).hex())
         _wait(db.addAgent(entry.id, name, ip, entry.key, groups))
         try:
-            writeClientKeys(home.clientKeys, entries + [entry])
+            appendClientKey(home.clientKeys, content, entry)
         except BaseException:
             _wait(db.removeAgent(entry.id))
             raise
@@ -307,11 +328,9 @@ def _remove(home, config, db, out, err, agentId):
     _requireMaster(config, "remove")
     agentId = _parseId(agentId)
     with lockClientKeys(home.clientKeys):
-        entries = _reconciledKeys(home, db, err)
-        remaining = [entry for entry in entries if entry.id != agentId]
-        if len(remaining) == len(entries):
+        content, _ = _reconciledKeys(home, db, err)
+        if not removeClientKey(home.clientKeys, content, agentId):
             raise ClusterError(f"Agent does not exist: {agentId}", 1701)
-        writeClientKeys(home.clientKeys, remaining)
         _wait(db.removeAgent(agentId))
     refreshDaemonGroups(home)
     out.write(f"Agent {agentId} removed.\n")
@@ -337,21 +356,48 @@ def refreshDaemonGroups(home, timeout=5.0):
     Best effort: without a daemon, or if it does not answer in C{timeout}
     seconds, the periodic refresh does it.
 
+    @return: whether the daemon accepted the request.
+    """
+    return askLocalDaemon(home, "refresh_agent_groups", timeout)
+
+
+def requestAgentInfoSync(home, timeout=5.0):
+    """
+    Ask this node's daemon, if one is running, to send its agent info to the
+    master now (control request C{sync_agent_info}), so that a report shows
+    on the master without waiting for C{worker.sync_agent_info}.  Best
+    effort, like L{refreshDaemonGroups}: a daemon that does not know the
+    request answers an error, and the periodic sync does it.
+
+    @return: whether the daemon accepted the request.
+    """
+    return askLocalDaemon(home, "sync_agent_info", timeout)
+
+
+def askLocalDaemon(home, request, timeout=5.0):
+    """
+    Send one control request with no arguments to the daemon of C{home} and
+    wait at most C{timeout} seconds for its answer.
+
     A blocking client (this process runs no reactor): one AMP box out, read
     until the answer box ends.
+
+    @param request: the control request name (C{str}).
+    @return: C{True} when the daemon answered with a result, C{False} when
+        no daemon runs, it answered an error, or it did not answer in time.
     """
     path = home.controlSocket.path
     if not os.path.exists(path):
         return False
     box = AmpBox(_command=b"ControlRequest", _ask=b"1",
-                 request=b"refresh_agent_groups", arguments=b"{}")
+                 request=request.encode("ascii"), arguments=b"{}")
     deadline = time.monotonic() + timeout
+    received = b""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.settimeout(timeout)
             client.connect(path)
             client.sendall(box.serialize())
-            received = b""
             while not _boxEnds(received) and time.monotonic() < deadline:
                 data = client.recv(65536)
                 if not data:
@@ -359,7 +405,13 @@ def refreshDaemonGroups(home, timeout=5.0):
                 received += data
     except OSError:
         return False
-    return b"_answer" in received
+    if not _boxEnds(received):
+        return False
+    try:
+        answer = parseString(received)[0]
+    except Exception:
+        return False
+    return b"_answer" in answer
 
 
 def _boxEnds(data):
@@ -405,7 +457,7 @@ def _parseLabels(labels):
 def _report(home, config, db, out, err, agentId, status, os, version, labels, now):
     agentId = _parseId(agentId)
     labels = _parseLabels(labels)
-    entries = _reconciledKeys(home, db, err)
+    _, entries = _reconciledKeys(home, db, err)
     if all(entry.id != agentId for entry in entries):
         raise ClusterError(
             f"Agent does not exist: {agentId} is not in this node's client.keys",
@@ -424,3 +476,5 @@ def _report(home, config, db, out, err, agentId, status, os, version, labels, no
         )
     )
     out.write(f"Agent {agentId} reported {status} to {config.node_name}.\n")
+    if config.node_type == "worker":
+        requestAgentInfoSync(home)

@@ -1,15 +1,25 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.test_checkconfig -*-
 """
-C{wazuh-cluster check-config}: validate a node's configuration and print the
-effective values (the cluster key is never printed in full).
+C{wazuh-cluster check-config}: check what a node checks when it starts, and
+print the effective values (the cluster key is never printed in full).
+
+L{nodeProblems} is the one list of start checks: the twistd plugins refuse to
+start on its first problem, C{check-config} prints every one of them (one
+line each, on stderr) and exits 1.
 """
+
+import os
+import sqlite3
 
 import attrs
+from attrs import frozen
 
 from wazuhcluster.clusteritems import loadClusterItems
-from wazuhcluster.errors import ConfigError
+from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.home import NodeHome
-from wazuhcluster.ossecconf import readClusterConfig
+from wazuhcluster.logs import logFormats
+from wazuhcluster.ossecconf import parseOssecConf, readClusterConfig
+from wazuhcluster.tlscheck import tlsProblems
 
 KEY_VISIBLE_CHARS = 2
 KEY_MIN_LENGTH_TO_SHOW = 8
@@ -107,53 +117,200 @@ def _fileSetLines(fileset):
     return lines
 
 
-def formatEffectiveConfig(config, items):
+def _loggingLines(formats):
+    files = ["logs/cluster.log"]
+    if "json" in formats:
+        files.append("logs/cluster.json")
+    return [f"Logging (etc/ossec.conf <logging>): {', '.join(files)}"]
+
+
+def formatEffectiveConfig(config, items, formats=frozenset({"plain"})):
     """
     The effective configuration of a node, for humans.
 
     @type config: L{wazuhcluster.ossecconf.ClusterConfig}
     @type items: L{wazuhcluster.clusteritems.ClusterItems}
+    @param formats: the log formats of C{<logging><log_format>}.
     @rtype: C{str}, ending with a newline.
     """
     sections = [
         _clusterLines(config),
         _warningLines(config),
+        _loggingLines(formats),
         _intervalLines(items),
         _fileSetLines(items.fileset),
     ]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
-def _readHome(homePath):
-    """
-    Read the configuration and cluster items of the node at C{homePath}.
+#: The longest path a UNIX socket can have on Linux.
+MAX_SOCKET_PATH = 107
 
-    @raise ConfigError: the home is missing or a configuration is invalid.
+#: Directories a running node writes, relative to its home.
+WRITTEN_DIRECTORIES = ("logs", "queue/cluster", "queue/db", "var/run")
+
+
+@frozen
+class NodeCheck:
     """
-    home = NodeHome.fromPath(homePath)
+    What L{nodeProblems} found.
+
+    @ivar config: the L{ClusterConfig}, or L{None} when ossec.conf is invalid.
+    @ivar items: the L{ClusterItems}, or L{None} when cluster.json is invalid.
+    @ivar logFormats: the formats of C{<logging><log_format>}.
+    @ivar problems: one line per problem that stops the node from starting.
+    """
+
+    config: object
+    items: object
+    logFormats: frozenset
+    problems: tuple
+
+
+def _logFormatCheck(home):
+    try:
+        return logFormats(parseOssecConf(home.ossecConf.getContent(),
+                                         home.ossecConf.path)), []
+    except ValueError as e:
+        return frozenset({"plain"}), [f"{home.ossecConf.path}: {e}"]
+    except (OSError, ClusterError):
+        return frozenset({"plain"}), []  # readClusterConfig reports it
+
+
+def homeLogFormats(home):
+    """
+    The log formats the node of C{home} writes (C{<logging><log_format>}).
+
+    @raise ConfigError: for an unknown format.
+    """
+    formats, problems = _logFormatCheck(home)
+    if problems:
+        raise ClusterError(problems[0], 3004)
+    return formats
+
+
+def agentStoreProblems(home):
+    """
+    Whether the agent database the node would open is usable: when
+    C{queue/db/global.db} exists, it is an SQLite database of a schema this
+    version knows (read only: nothing is created or migrated).
+    """
+    from wazuhcluster.agentdb import SCHEMA_VERSION
+
+    path = home.globalDb.path
+    if not os.path.exists(path):
+        return []
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = 0
+            if "metadata" in tables:
+                row = connection.execute(
+                    "SELECT value FROM metadata WHERE key = 'db_version'").fetchone()
+                version = int(row[0]) if row else 0
+        finally:
+            connection.close()
+    except (sqlite3.Error, ValueError, TypeError) as e:
+        return [f"The agent database {path} cannot be read: {e}"]
+    if version > SCHEMA_VERSION:
+        return [f"The agent database {path} has schema version {version}, newer than "
+                f"the supported version {SCHEMA_VERSION}"]
+    return []
+
+
+def _nearestExisting(path):
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def writableProblems(home):
+    """
+    The directories the node writes that this user cannot write (or create),
+    as one problem.
+    """
+    refused = []
+    for relpath in WRITTEN_DIRECTORIES:
+        path = home.child(relpath).path
+        existing = _nearestExisting(path)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            refused.append(relpath + "/")
+    if not refused:
+        return []
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    return [f"The node cannot write {', '.join(refused)} in {home.root.path} "
+            f"(as user {user}): give that user the home, or run the node as its owner"]
+
+
+def socketProblems(home):
+    """
+    The control socket's path must fit a UNIX socket address.
+    """
+    path = home.controlSocket.path
+    if len(path.encode("utf-8")) > MAX_SOCKET_PATH:
+        return [f"The control socket path {path} is longer than {MAX_SOCKET_PATH} "
+                "bytes; use a shorter home path."]
+    return []
+
+
+def nodeProblems(home):
+    """
+    Everything that would stop the node of C{home} from starting, checked
+    without starting it: the home, C{etc/ossec.conf} (C{<cluster>} and
+    C{<logging>}), C{cluster.json}, the TLS identity, the agent database,
+    the directories it writes and the control socket path.
+
+    @type home: L{NodeHome}
+    @rtype: L{NodeCheck}
+    """
     if not home.root.isdir():
-        raise ConfigError(
-            f"Error reading cluster configuration: home directory "
-            f"{home.root.path} does not exist",
-            code=3006,
-        )
-    return readClusterConfig(home), loadClusterItems(home)
+        what = "is not a directory" if os.path.lexists(home.root.path) else "does not exist"
+        return NodeCheck(None, None, frozenset(), (
+            str(ConfigError(f"Error reading cluster configuration: home directory "
+                            f"{home.root.path} {what}", code=3006)),))
+    problems = []
+    config = items = None
+    try:
+        config = readClusterConfig(home)
+    except ClusterError as e:
+        problems.append(str(e))
+    try:
+        items = loadClusterItems(home)
+    except ClusterError as e:
+        problems.append(str(e))
+    formats, formatProblems = _logFormatCheck(home)
+    problems += formatProblems
+    if config is None or not config.disabled:
+        problems += tlsProblems(home.sslDir, config)
+        problems += agentStoreProblems(home)
+        problems += writableProblems(home)
+        problems += socketProblems(home)
+    return NodeCheck(config, items, formats, tuple(problems))
 
 
-def runCheckConfig(homePath, out):
+def runCheckConfig(homePath, out, err=None):
     """
     C{wazuh-cluster check-config}: print the effective configuration of the
-    node at C{homePath}, or the configuration error.
+    node at C{homePath} on C{out}, and each problem on C{err}.
 
-    @param homePath: the node home (C{str} or L{FilePath}).
-    @param out: a text file to write to.
-    @return: the exit status: 0 valid, 1 invalid.
+    @param homePath: the node home (C{str}, L{FilePath} or L{NodeHome}).
+    @return: the exit status: 0 when the node can start, 1 otherwise.
     """
-    try:
-        config, items = _readHome(homePath)
-    except ConfigError as e:
-        out.write(f"{e}\n")
+    err = out if err is None else err
+    home = homePath if isinstance(homePath, NodeHome) else NodeHome.fromPath(homePath)
+    check = nodeProblems(home)
+    if check.config is not None and check.items is not None:
+        out.write(formatEffectiveConfig(check.config, check.items, check.logFormats))
+    for problem in check.problems:
+        err.write(f"{problem}\n")
+    if check.problems:
         return 1
-    out.write(formatEffectiveConfig(config, items))
     out.write("Configuration OK.\n")
     return 0

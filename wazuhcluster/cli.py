@@ -1,183 +1,370 @@
-# -*- test-case-name: tests.test_control,tests.test_init,tests.test_agentcli -*-
+# -*- test-case-name: tests.test_cli,tests.test_control,tests.test_init,tests.test_agentcli -*-
 """
 The C{wazuh-cluster} command: init, check-config, control, agent, demo.
 
-User mistakes end with one clear line and a non-zero exit status, never a
-traceback.
+User mistakes end with one clear line on stderr and a non-zero exit status,
+never a traceback: 1 for an error, 2 for wrong usage (argparse's own).
+
+Every subcommand that works on a node home takes C{--home}; without it the
+home is C{$WAZUH_HOME}, else C{/var/ossec} when that directory exists (a
+Wazuh manager's home), as the twistd plugins do.
 """
 
 import argparse
+import os
 import sys
 
+from wazuhcluster import WAZUH_COMPATIBLE_VERSION, __version__
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.home import NodeHome
+
+#: The home of a Wazuh manager, used when it exists and nothing else is said.
+WAZUH_DEFAULT_HOME = "/var/ossec"
+
+HOME_HELP = ("the node home, the equivalent of /var/ossec (default: $WAZUH_HOME, "
+             "else /var/ossec when it exists)")
+
+EXIT_STATUS = """\
+exit status:
+  0  success
+  1  error (one line on stderr; with --json also a JSON error object on stdout)
+  2  wrong usage"""
+
+DESCRIPTION = f"""\
+The Wazuh server cluster on Twisted (wazuhcluster {__version__}, following Wazuh
+{WAZUH_COMPATIBLE_VERSION}): create node homes, check them, ask the running cluster,
+manage agents, or run a demo cluster on this host. Run the nodes themselves
+with 'twistd -n wazuh-master --home H' and 'twistd -n wazuh-worker --home H'."""
+
+EXAMPLES = f"""\
+examples:
+  wazuh-cluster demo
+  wazuh-cluster init --home /var/ossec --type master --name master01 \\
+      --ca /root/wazuh-ca --master-host 10.0.0.1
+  wazuh-cluster check-config --home /var/ossec
+  wazuh-cluster control -l
+  wazuh-cluster agent add --name web-01 --group default
+
+{EXIT_STATUS}"""
 
 
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="wazuh-cluster",
-        description="Wazuh cluster on Twisted: set up nodes, check them, ask them.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+def versionText():
+    """
+    What C{--version} prints.
+    """
+    return (f"wazuh-cluster (wazuhcluster) {__version__}, compatible with "
+            f"Wazuh {WAZUH_COMPATIBLE_VERSION}\n")
 
-    init = commands.add_parser("init", help="create a node home (layout, ossec.conf, certificates)")
-    init.add_argument("--home", required=True, help="the node home to create")
-    init.add_argument("--type", required=True, choices=["master", "worker"], dest="node_type")
-    init.add_argument("--name", required=True, help="the node name")
-    init.add_argument("--cluster", default="wazuh", help="the cluster name (default: wazuh)")
-    init.add_argument("--key", default=None,
-                      help="the 32-character cluster key (default: the one kept in the CA dir)")
-    init.add_argument("--master-host", default=None,
-                      help="the master's address (required for a worker)")
-    init.add_argument("--port", type=int, default=1516)
-    init.add_argument("--bind", default="0.0.0.0", help="the master's listen address")
-    init.add_argument("--ca", required=True, help="the cluster CA directory (created if empty)")
 
-    check = commands.add_parser("check-config", help="validate and print the configuration")
-    check.add_argument("--home", required=True)
+def defaultHome(environ=None):
+    """
+    The node home used when C{--home} is not given: C{$WAZUH_HOME}, else
+    C{/var/ossec} when it is a directory, else L{None}.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("WAZUH_HOME"):
+        return environ["WAZUH_HOME"]
+    if os.path.isdir(WAZUH_DEFAULT_HOME):
+        return WAZUH_DEFAULT_HOME
+    return None
 
-    control = commands.add_parser("control", help="ask the running cluster (cluster_control)")
-    control.add_argument("--home", required=True)
-    what = control.add_mutually_exclusive_group(required=True)
-    what.add_argument("-l", "--list", action="store_true", help="list the nodes")
-    what.add_argument("-a", "--agents", action="store_true", help="list the agents")
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """
+    Descriptions and epilogs as written; every option with a default other
+    than nothing shows it.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            "%(default)" not in text
+            and action.default not in (None, False, [], argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _subparser(commands, name, summary, description, examples=""):
+    epilog = (f"examples:\n{examples}\n\n" if examples else "") + EXIT_STATUS
+    return commands.add_parser(name, help=summary, description=description,
+                               epilog=epilog, formatter_class=_HelpFormatter)
+
+
+def _addHome(parser, help=HOME_HELP):
+    parser.add_argument("--home", metavar="H", default=None, help=help)
+
+
+def _addInit(commands):
+    init = _subparser(
+        commands, "init", "create or update a node home",
+        "Create a node home (layout, etc/ossec.conf, TLS certificates) or update\n"
+        "an existing one. The cluster CA is created in --ca the first time and\n"
+        "must be given to every node of the cluster (its private key never\n"
+        "enters a node home). On an existing node, only what the options say\n"
+        "changes, and init prints what changed.",
+        "  wazuh-cluster init --home /var/ossec --type master --name master01 \\\n"
+        "      --ca /root/wazuh-ca --master-host 10.0.0.1\n"
+        "  wazuh-cluster init --home /var/ossec --type worker --name worker01 \\\n"
+        "      --ca /root/wazuh-ca --master-host 10.0.0.1")
+    _addHome(init)
+    init.add_argument("--type", required=True, choices=["master", "worker"],
+                      dest="node_type", help="the node type")
+    init.add_argument("--name", required=True, metavar="NODE",
+                      help="the node name (letters, digits, '_' and '-')")
+    init.add_argument("--ca", required=True, metavar="CADIR",
+                      help="the cluster CA directory, created when it has no CA; "
+                           "keep it off the nodes (it holds ca.key and cluster.key)")
+    init.add_argument("--master-host", metavar="HOST", default=None,
+                      help="the address workers dial: required for a worker; for a "
+                           "master, the name its certificate carries (default for a new "
+                           "master: 127.0.0.1, which only workers on the same host can "
+                           "dial)")
+    init.add_argument("--cluster", metavar="NAME", default=None,
+                      help="the cluster name (new node: wazuh; existing node: kept)")
+    init.add_argument("--key", metavar="KEY32", default=None,
+                      help="the 32-character cluster key (new node: CADIR/cluster.key; "
+                           "existing node: kept)")
+    init.add_argument("--port", type=int, metavar="PORT", default=None,
+                      help="the cluster port (new node: 1516; existing node: kept)")
+    init.add_argument("--bind", metavar="ADDR", default=None,
+                      help="the address the master listens on (new node: 0.0.0.0; "
+                           "existing node: kept)")
+
+
+def _addCheckConfig(commands):
+    check = _subparser(
+        commands, "check-config", "validate a node home and print its configuration",
+        "Check what the node checks when it starts (etc/ossec.conf, cluster.json,\n"
+        "the TLS identity against ca.pem, the agent database, the directories it\n"
+        "writes) and print the effective configuration (cluster key masked). Each\n"
+        "problem is one line on stderr.",
+        "  wazuh-cluster check-config --home /var/ossec")
+    _addHome(check)
+
+
+def _addControl(commands):
+    control = _subparser(
+        commands, "control", "ask the running cluster, like Wazuh's cluster_control",
+        "Ask the running cluster through this node's daemon (a worker forwards\n"
+        "the question to its master). Output in cluster_control's layout, or the\n"
+        "Wazuh API's JSON with --json. Without an option, print this help.",
+        "  wazuh-cluster control -l\n"
+        "  wazuh-cluster control -a -fs active disconnected\n"
+        "  wazuh-cluster control -i more -fn worker01\n"
+        "  wazuh-cluster control --home /var/ossec -l --json")
+    _addHome(control)
+    what = control.add_mutually_exclusive_group()
+    what.add_argument("-l", "--list", "--list-nodes", action="store_true", dest="list",
+                      help="list the nodes: NAME TYPE VERSION ADDRESS")
+    what.add_argument("-a", "--agents", "--list-agents", action="store_true",
+                      dest="agents", help="list the agents: ID NAME IP STATUS VERSION "
+                                          "NODE NAME")
     what.add_argument("-i", "--health", nargs="?", const="", metavar="more",
-                      help="health of the cluster ('-i more' for details)")
+                      help="the health of the cluster; '-i more' for every detail")
     control.add_argument("-fn", "--filter-node", nargs="+", default=None, dest="nodes",
-                         help="only these nodes")
-    control.add_argument("-fs", "--filter-status", nargs="+", default=None, dest="statuses",
-                         help="only agents with these statuses (-a)")
-    control.add_argument("--json", action="store_true", help="print the API-shaped JSON")
+                         metavar="NODE", help="only these nodes (with -l, -a, -i)")
+    control.add_argument("-fs", "--filter-status", "--filter-agent-status", nargs="+",
+                         default=None, dest="statuses", metavar="STATUS",
+                         help="only agents with these statuses (with -a): active, "
+                              "pending, never_connected, disconnected")
+    control.add_argument("--json", action="store_true",
+                         help="print the Wazuh API's JSON shapes")
+    return control
 
-    agent = commands.add_parser("agent", help="manage agents (client.keys and the agent database)")
-    agents = agent.add_subparsers(dest="agent_command", metavar="ACTION")
-    agents.required = True
-    add = agents.add_parser("add", help="register an agent (master only)")
-    add.add_argument("--home", required=True)
-    add.add_argument("--name", required=True)
-    add.add_argument("--ip", default="any")
-    add.add_argument("--group", default=None)
-    remove = agents.add_parser("remove", help="remove an agent (master only)")
-    remove.add_argument("--home", required=True)
-    remove.add_argument("--id", required=True)
-    group = agents.add_parser("group", help="set an agent's groups (master only)")
-    group.add_argument("--home", required=True)
-    group.add_argument("--id", required=True)
-    group.add_argument("--set", required=True, dest="groups", help="g1,g2,...")
-    listing = agents.add_parser("list", help="list the agents this node knows")
-    listing.add_argument("--home", required=True)
-    listing.add_argument("--json", action="store_true")
-    report = agents.add_parser("report", help="record that an agent reports to this node")
-    report.add_argument("--home", required=True)
-    report.add_argument("--id", required=True)
-    report.add_argument("--status", default="active", choices=["active", "disconnected"])
-    report.add_argument("--os-name", default=None)
-    report.add_argument("--os-version", default=None)
-    report.add_argument("--version", default=None)
-    report.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
 
-    demo = commands.add_parser("demo", help="run a local demo cluster on loopback")
-    demo.add_argument("--dir", default="demo", help="where to create the demo (default: ./demo)")
-    demo.add_argument("--workers", type=int, default=2)
+def _addAgent(commands):
+    agent = _subparser(
+        commands, "agent", "manage agents (client.keys and the agent database)",
+        "Register, remove and group agents on the master; list them or record\n"
+        "an agent's report on any node.",
+        "  wazuh-cluster agent add --home /var/ossec --name web-01 --group default\n"
+        "  wazuh-cluster agent list --home /var/ossec --json")
+    actions = agent.add_subparsers(dest="agent_command", metavar="ACTION")
+    actions.required = True
+
+    add = _subparser(actions, "add", "register an agent (master only)",
+                     "Append a new agent to etc/client.keys (every other line is kept\n"
+                     "as it is) and to the agent database; print its ID.",
+                     "  wazuh-cluster agent add --name web-01 --ip 10.0.0.20 --group web")
+    _addHome(add)
+    add.add_argument("--name", required=True, help="the agent name")
+    add.add_argument("--ip", default="any",
+                     help="the agent's address or network; 'any' for any")
+    add.add_argument("--group", default=None,
+                     help="a group of etc/shared/ to put the agent in")
+
+    remove = _subparser(actions, "remove", "remove an agent (master only)",
+                        "Remove an agent's line from etc/client.keys and its row from "
+                        "the agent database.",
+                        "  wazuh-cluster agent remove --id 003")
+    _addHome(remove)
+    remove.add_argument("--id", required=True, help="the agent ID")
+
+    group = _subparser(actions, "group", "set or clear an agent's groups (master only)",
+                       "Replace an agent's groups (each must exist in etc/shared/), or\n"
+                       "remove them all with --clear.",
+                       "  wazuh-cluster agent group --id 001 --set web,default\n"
+                       "  wazuh-cluster agent group --id 001 --clear")
+    _addHome(group)
+    group.add_argument("--id", required=True, help="the agent ID")
+    change = group.add_mutually_exclusive_group(required=True)
+    change.add_argument("--set", dest="groups", metavar="G1,G2",
+                        help="the groups, in priority order")
+    change.add_argument("--clear", action="store_true", help="remove every group")
+
+    listing = _subparser(actions, "list", "list the agents this node knows",
+                         "List the agents of this node's database (master or worker).",
+                         "  wazuh-cluster agent list --json")
+    _addHome(listing)
+    listing.add_argument("--json", action="store_true", help='print {"agents": [...]}')
+
+    report = _subparser(actions, "report", "record that an agent reports to this node",
+                        "Record what wazuh-remoted records when an agent reports to this\n"
+                        "node, and ask the daemon to send it to the master now.",
+                        "  wazuh-cluster agent report --id 001 --os-name Ubuntu "
+                        "--os-version 24.04")
+    _addHome(report)
+    report.add_argument("--id", required=True, help="the agent ID (in this node's "
+                                                     "client.keys)")
+    report.add_argument("--status", default="active", choices=["active", "disconnected"],
+                        help="the agent's connection status")
+    report.add_argument("--os-name", default=None, help="the agent's OS name")
+    report.add_argument("--os-version", default=None, help="the agent's OS version")
+    report.add_argument("--version", default=None,
+                        help="the agent's version, e.g. 'Wazuh v4.14.7'")
+    report.add_argument("--label", action="append", default=None, metavar="KEY=VALUE",
+                        help="a label of the agent (repeatable)")
+
+
+def _addDemo(commands):
+    demo = _subparser(
+        commands, "demo", "run a demo cluster on this host (master + workers)",
+        "Create a CA, a master and N workers with sample rules, groups and agents\n"
+        "under --dir, run them on 127.0.0.1 in this process and print what to try.\n"
+        "Runs until Ctrl-C; running it again reuses the homes.",
+        "  wazuh-cluster demo\n"
+        "  wazuh-cluster demo --dir /tmp/demo --workers 3 --port 15160")
+    demo.add_argument("--dir", default="demo", help="where to create the demo")
+    demo.add_argument("--workers", type=int, default=2, help="how many workers")
     demo.add_argument("--port", type=int, default=0,
-                      help="the master's port (default: a free one)")
+                      help="the master's port (default: a free one, chosen at each run)")
+
+
+def buildParser():
+    """
+    The argument parser of C{wazuh-cluster}.
+    """
+    parser = argparse.ArgumentParser(prog="wazuh-cluster", description=DESCRIPTION,
+                                     epilog=EXAMPLES, formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="store_true", dest="show_version",
+                        help="print the version and the Wazuh version it follows")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _addInit(commands)
+    _addCheckConfig(commands)
+    control = _addControl(commands)
+    _addAgent(commands)
+    _addDemo(commands)
+    parser.controlParser = control
     return parser
 
 
-def runInit(args, out, err):
-    from wazuhcluster.nodeinit import formatInitSummary, initNode
+# --- the subcommands -----------------------------------------------------------
 
-    home = initNode(args.home, args.node_type, args.name, args.ca, clusterName=args.cluster,
-                    key=args.key, masterHost=args.master_host, port=args.port,
-                    bindAddr=args.bind)
-    out.write(formatInitSummary(home, args.ca))
+
+def _homeProblem(home, mustExist=True):
+    """
+    Why C{home} cannot be a node home, or L{None}.
+    """
+    path = home.root.path
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return f"--home {path} is not a directory"
+    if mustExist and not os.path.isdir(path):
+        return (f"the home directory {path} does not exist (create it with "
+                "'wazuh-cluster init')")
+    return None
+
+
+def _home(args, mustExist=True):
+    """
+    The L{NodeHome} of C{args.home}.
+
+    @raise ClusterError: 1006 when it is not a usable directory.
+    """
+    home = NodeHome.fromPath(args.home)
+    problem = _homeProblem(home, mustExist)
+    if problem is not None:
+        raise ClusterError(problem, 1006)
+    return home
+
+
+def runInit(args, out, err):
+    from wazuhcluster.nodeinit import formatInitSummary, initNodeReport
+
+    home = _home(args, mustExist=False)
+    report = initNodeReport(home, args.node_type, args.name, args.ca,
+                            clusterName=args.cluster, key=args.key,
+                            masterHost=args.master_host, port=args.port,
+                            bindAddr=args.bind)
+    out.write(formatInitSummary(home, args.ca, report))
     return 0
 
 
 def runCheckConfig(args, out, err):
     from wazuhcluster.checkconfig import runCheckConfig as check
 
-    return check(args.home, out)
+    return check(_home(args), out, err)
 
 
 def runControl(args, out, err):
-    from twisted.internet.task import react
-
-    from wazuhcluster.control import socketAnswers
-    from wazuhcluster.controlclient import NOT_RUNNING
-    from wazuhcluster.home import NodeHome
-
-    home = NodeHome.fromPath(args.home)
-    if not home.controlSocket.exists() or not socketAnswers(home.controlSocket.path):
-        err.write(NOT_RUNNING + "\n")
-        return 1
-    status = []
-    react(lambda reactor: _control(reactor, home, args, out, err, status), [])
-    return status[0] if status else 1
-
-
-def _control(reactor, home, args, out, err, status):
-    from wazuhcluster.commands import ControlFailed
-    from wazuhcluster.controlclient import (
-        ClusterNotRunning,
-        askDaemon,
-        formatAgents,
-        formatHealth,
-        formatJson,
-        formatNodes,
-    )
+    from wazuhcluster.controlclient import controlUsageProblem, reportFailure
+    from wazuhcluster.controlclient import runControl as control
     from wazuhcluster.ossecconf import readClusterConfig
 
-    arguments = {"node_names": args.nodes or []}
-    if args.list:
-        request = "get_nodes"
-    elif args.agents:
-        request = "get_agents"
-        arguments["statuses"] = args.statuses or []
-    else:
-        request = "get_health"
-
-    def show(result):
-        if args.json:
-            out.write(formatJson(result))
-        elif args.list:
-            out.write(formatNodes(result))
-        elif args.agents:
-            out.write(formatAgents(result))
-        else:
-            clusterName = readClusterConfig(home).name
-            out.write(formatHealth(clusterName, result, more=(args.health == "more")))
-        status.append(0)
-
-    def failed(failure):
-        failure.trap(ClusterNotRunning, ControlFailed, ClusterError)
-        err.write(f"{failure.value}\n")
-        status.append(1)
-
-    if args.health not in (None, "", "more"):
-        err.write(f"wazuh-cluster control: unknown -i option {args.health!r} (use '-i more')\n")
-        status.append(2)
-        return None
-    return askDaemon(reactor, home, request, arguments).addCallbacks(show, failed)
+    problem = controlUsageProblem(args)
+    if problem is not None:
+        text, status = problem
+        err.write(f"wazuh-cluster control: {text}\n")
+        return status
+    if not (args.list or args.agents or args.health is not None):
+        args.parser.controlParser.print_help(out)
+        return 0
+    try:
+        home = _home(args)
+        clusterName = readClusterConfig(home).name
+    except ClusterError as error:
+        if not args.json:
+            raise
+        return reportFailure(error, args, out, err)
+    return control(home, args, out, err, clusterName)
 
 
 def runAgent(args, out, err):
     from wazuhcluster import agentcli
 
+    home = _home(args).root.path
     action = args.agent_command
     if action == "add":
-        return agentcli.agentAdd(args.home, args.name, ip=args.ip, group=args.group,
+        return agentcli.agentAdd(home, args.name, ip=args.ip, group=args.group,
                                  out=out, err=err)
     if action == "remove":
-        return agentcli.agentRemove(args.home, args.id, out=out, err=err)
+        return agentcli.agentRemove(home, args.id, out=out, err=err)
     if action == "group":
-        groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-        return agentcli.agentGroup(args.home, args.id, groups, out=out, err=err)
+        if args.clear:
+            groups = []
+        else:
+            groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+            if not groups:
+                err.write("wazuh-cluster agent group: --set needs at least one group "
+                          "(use --clear to remove every group)\n")
+                return 2
+        return agentcli.agentGroup(home, args.id, groups, out=out, err=err)
     if action == "list":
-        return agentcli.agentList(args.home, args.json, out=out, err=err)
-    return agentcli.agentReport(args.home, args.id, status=args.status, osName=args.os_name,
+        return agentcli.agentList(home, args.json, out=out, err=err)
+    return agentcli.agentReport(home, args.id, status=args.status, osName=args.os_name,
                                 osVersion=args.os_version, version=args.version,
-                                labels=args.label, out=out, err=err)
+                                labels=args.label or [], out=out, err=err)
 
 
 def runDemo(args, out, err):
@@ -195,17 +382,51 @@ _RUNNERS = {
 }
 
 
-def run(argv, out=None, err=None):
+def describeOSError(error):
+    """
+    One line for an L{OSError}: its reason and the path concerned.
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    paths = [p for p in (error.filename, getattr(error, "filename2", None)) if p]
+    return reason + (": " + " -> ".join(map(str, paths)) if paths else "")
+
+
+def run(argv, out=None, err=None, environ=None):
     """
     Run C{wazuh-cluster} with C{argv}; return the exit status.
+
+    @param environ: the environment (for C{WAZUH_HOME}); L{os.environ} by
+        default.
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    args = _parser().parse_args(argv)
+    parser = buildParser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        return done.code
+    if args.show_version:
+        out.write(versionText())
+        return 0
+    if args.command is None:
+        parser.print_help(err)
+        return 2
+    args.parser = parser
+    program = " ".join(["wazuh-cluster", args.command]
+                       + ([args.agent_command] if args.command == "agent" else []))
+    if hasattr(args, "home"):
+        if getattr(args, "home", None) is None:
+            args.home = defaultHome(environ)
+        if args.home is None:
+            err.write(f"{program}: no node home: pass --home H or set WAZUH_HOME\n")
+            return 2
     try:
         return _RUNNERS[args.command](args, out, err)
     except ClusterError as error:
-        err.write(f"wazuh-cluster {args.command}: {error}\n")
+        err.write(f"{program}: {error}\n")
+        return 1
+    except OSError as error:
+        err.write(f"{program}: {describeOSError(error)}\n")
         return 1
     except KeyboardInterrupt:
         return 130

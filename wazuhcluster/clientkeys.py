@@ -9,7 +9,13 @@ sync and reconcile it into their agent database
 Reading never raises for the file's content: a malformed line is reported
 with its line number (never with its key) and skipped. Lines of agents that
 Wazuh marked as removed (name starting with C{!}, or id starting with C{#})
-are skipped silently. Writing replaces the file atomically with mode 0640.
+are skipped silently. Lines end at C{\n} only, as Wazuh's C{fgets} reads them.
+
+The agent commands change the file in place (L{appendClientKey},
+L{removeClientKey}): every line they do not own is kept byte for byte,
+removed and malformed lines included, and an ID found anywhere in the file
+is never handed out again (L{usedAgentIds}). Writing replaces the file
+atomically with mode 0640.
 """
 
 import fcntl
@@ -138,22 +144,32 @@ def _parseLine(fields):
     return ClientKey(formatAgentId(number), name, ip, key)
 
 
-def parseClientKeys(text):
+def _lines(text):
     """
-    Parse the content of a C{client.keys} file.
-
-    @param text: the file's content.
-    @type text: L{str}
-
-    @return: the valid entries in file order, and one message per skipped
-        line (C{"line N: ..."}; keys are never quoted). A line repeating an
-        ID or a name seen earlier is reported and skipped.
-    @rtype: L{tuple} of (L{list} of L{ClientKey}, L{list} of L{str})
+    The lines of C{text} (L{str} or L{bytes}), split at C{\n} only: bytes
+    lines keep every other byte, so that they can be written back as read.
     """
-    entries, problems = [], []
+    return text.split(b"\n" if isinstance(text, bytes) else "\n")
+
+
+def _fieldsOf(line):
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    return line.split()
+
+
+def _parsedLines(text):
+    """
+    Parse every line of C{text}.
+
+    @return: C{(index, entry)} per valid line (0-based line index) and one
+        message per skipped line, as L{parseClientKeys} describes.
+    """
+    parsed, problems = [], []
     ids, names = set(), set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
+    for index, line in enumerate(_lines(text)):
+        number = index + 1
+        fields = _fieldsOf(line)
         if not fields or _isRemoved(fields):
             continue
         entry = _parseLine(fields)
@@ -166,8 +182,44 @@ def parseClientKeys(text):
         else:
             ids.add(entry.id)
             names.add(entry.name)
-            entries.append(entry)
-    return entries, problems
+            parsed.append((index, entry))
+    return parsed, problems
+
+
+def parseClientKeys(text):
+    """
+    Parse the content of a C{client.keys} file.
+
+    @param text: the file's content (L{bytes} that are not UTF-8 are
+        replaced, so the lines holding them are reported).
+    @type text: L{str} or L{bytes}
+
+    @return: the valid entries in file order, and one message per skipped
+        line (C{"line N: ..."}; keys are never quoted). A line repeating an
+        ID or a name seen earlier is reported and skipped.
+    @rtype: L{tuple} of (L{list} of L{ClientKey}, L{list} of L{str})
+    """
+    parsed, problems = _parsedLines(text)
+    return [entry for _, entry in parsed], problems
+
+
+def usedAgentIds(text):
+    """
+    Every agent number that appears as the first field of a line of
+    C{text}, on valid, removed (C{!NAME}, C{#ID}) and malformed lines alike:
+    none of them may be given to a new agent.
+
+    @type text: L{str} or L{bytes}
+    @rtype: L{set} of L{int}
+    """
+    used = set()
+    for line in _lines(text):
+        fields = _fieldsOf(line)
+        if fields:
+            first = fields[0].lstrip("#!")
+            if _ID.match(first):
+                used.add(int(first))
+    return used
 
 
 def readClientKeys(path):
@@ -180,11 +232,21 @@ def readClientKeys(path):
     @type path: L{twisted.python.filepath.FilePath}
     @return: see L{parseClientKeys}.
     """
+    return parseClientKeys(readClientKeysBytes(path))
+
+
+def readClientKeysBytes(path):
+    """
+    The content of a C{client.keys} file as it is on disk; a missing file is
+    empty.
+
+    @type path: L{twisted.python.filepath.FilePath}
+    @rtype: L{bytes}
+    """
     try:
-        data = path.getContent()
+        return path.getContent()
     except FileNotFoundError:
-        return [], []
-    return parseClientKeys(data.decode("utf-8", errors="replace"))
+        return b""
 
 
 def formatClientKeys(entries):
@@ -208,6 +270,42 @@ def writeClientKeys(path, entries):
     atomicWrite(path, formatClientKeys(entries), CLIENT_KEYS_MODE)
 
 
+def appendClientKey(path, content, entry):
+    """
+    Replace C{path} atomically with C{content} (the file as just read, kept
+    byte for byte) followed by C{entry}'s line.
+
+    @type path: L{twisted.python.filepath.FilePath}
+    @param content: the current content (L{readClientKeysBytes}), read while
+        holding L{lockClientKeys}.
+    @type entry: L{ClientKey}
+    """
+    if content and not content.endswith(b"\n"):
+        content += b"\n"
+    atomicWrite(path, content + entry.toLine().encode("utf-8") + b"\n",
+                CLIENT_KEYS_MODE)
+
+
+def removeClientKey(path, content, agentId):
+    """
+    Replace C{path} atomically with C{content} without the line of agent
+    C{agentId}; every other line is kept byte for byte.
+
+    @param content: the current content, read while holding
+        L{lockClientKeys}.
+    @param agentId: a 3-digit ID as L{formatAgentId} makes it.
+    @return: whether the agent had a line (nothing is written otherwise).
+    @rtype: L{bool}
+    """
+    parsed, _ = _parsedLines(content)
+    drop = {index for index, entry in parsed if entry.id == agentId}
+    if not drop:
+        return False
+    kept = [line for index, line in enumerate(_lines(content)) if index not in drop]
+    atomicWrite(path, b"\n".join(kept), CLIENT_KEYS_MODE)
+    return True
+
+
 @contextmanager
 def lockClientKeys(path):
     """
@@ -226,13 +324,29 @@ def lockClientKeys(path):
         os.close(fd)
 
 
-def nextAgentId(entries):
+def nextAgentId(entries, used=()):
     """
-    The ID for a new agent: one more than the highest ID in C{entries}, and
-    never C{000} (the manager). IDs grow past 999 naturally (C{"1000"}).
+    The ID for a new agent: one more than the highest ID in C{entries} and
+    in C{used}, and never C{000} (the manager). IDs grow past 999 naturally
+    (C{"1000"}).
 
     @type entries: iterable of L{ClientKey}
+    @param used: more agent numbers already taken (L{usedAgentIds}).
     @rtype: L{str}
     """
-    highest = max((int(entry.id) for entry in entries), default=0)
+    highest = max([int(entry.id) for entry in entries] + list(used), default=0)
     return formatAgentId(highest + 1)
+
+
+def sameAgentIp(first, second):
+    """
+    Whether two agent IPs name the same address or network (C{any} never
+    clashes).
+    """
+    if "any" in (first, second):
+        return False
+    try:
+        return ipaddress.ip_network(first, strict=False) == ipaddress.ip_network(
+            second, strict=False)
+    except ValueError:
+        return first == second

@@ -105,6 +105,9 @@ class MasterControlHandler:
         for name in registry.names():
             connection = registry.connection(name)
             rows.append((name, "worker", connection.version, connection.peerHost, name))
+        unknown = sorted(wanted - {row[0] for row in rows})
+        if unknown:
+            raise ControlFailed(f"Error 1730 - Node does not exist: {', '.join(unknown)}")
         return [row for row in rows if not wanted or row[0] in wanted]
 
     def getNodes(self, arguments):
@@ -128,7 +131,8 @@ class MasterControlHandler:
             entry = {"info": nodeInfo(name, kind, version, ip, counts.get(name, 0))}
             entry["status"] = registry.health(worker) if worker else {}
             nodes[name] = entry
-        return {"n_connected_nodes": len(registry.names()), "nodes": nodes}
+        connected = sum(1 for row in rows if row[1] == "worker")
+        return {"n_connected_nodes": connected, "nodes": nodes}
 
 
 class WorkerControlHandler:

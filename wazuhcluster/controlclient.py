@@ -3,25 +3,62 @@
 The client side of C{wazuh-cluster control}: asks the local daemon over its
 control socket and prints the answer in the original's layout
 (C{cluster_control}, WAZUH.md section 7.2) or as JSON.
+
+Every failure exits with status 1: one line on stderr and, with C{--json},
+a JSON error object on stdout shaped like the Wazuh API's errors:
+C{{"error": 3023, "message": "Worker node is not connected to master"}}.
 """
 
 import json
+import re
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, TimeoutError, inlineCallbacks
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.protocols import amp
 
 from wazuhcluster.commands import ControlFailed
+from wazuhcluster.errors import ClusterError
 from wazuhcluster.results import callControl
 
 NOT_RUNNING = "Cluster is not running."
+
+#: Wazuh's code for "Cluster is not running" (local client, WAZUH.md 7.1).
+NOT_RUNNING_CODE = 3012
+
+#: Wazuh's code for a request that got no answer in time.
+TIMEOUT_CODE = 3020
+
+#: C{cluster_control}'s text when C{-fs} comes without C{-a}.
+WRONG_ARGUMENTS = "Wrong arguments."
+
+_CODED = re.compile(r"Error (\d+) - (.*)\Z", re.DOTALL)
 
 
 class ClusterNotRunning(Exception):
     """
     No daemon answers on the control socket.
     """
+
+
+def errorObject(error):
+    """
+    The JSON error object of C{--json} for a failure text or exception:
+    C{{"error": CODE, "message": TEXT}} (code 1000 when the text has none).
+
+    @param error: a L{ClusterError}, L{ControlFailed}, L{ClusterNotRunning}
+        or a text (C{"Error 3023 - ..."}).
+    @rtype: L{dict}
+    """
+    if isinstance(error, ClusterNotRunning):
+        return {"error": NOT_RUNNING_CODE, "message": NOT_RUNNING}
+    if isinstance(error, ClusterError):
+        return {"error": error.code, "message": error.message}
+    text = str(error)
+    match = _CODED.match(text)
+    if match is None:
+        return {"error": 1000, "message": text}
+    return {"error": int(match.group(1)), "message": match.group(2)}
 
 
 @inlineCallbacks
@@ -41,6 +78,11 @@ def askDaemon(reactor, home, request, arguments=None, timeout=30):
         d = callControl(protocol, request, arguments)
         d.addTimeout(timeout, reactor)
         result = yield d
+    except (TimeoutError, CancelledError):
+        raise ControlFailed(f"Error {TIMEOUT_CODE} - Timeout sending request: {request}")
+    except ConnectionLost:
+        raise ControlFailed(f"Error {TIMEOUT_CODE} - The cluster daemon closed the "
+                            f"connection before answering {request}")
     finally:
         protocol.transport.loseConnection()
     return result
@@ -170,4 +212,107 @@ def formatJson(result):
 
 
 __all__ = ["askDaemon", "ClusterNotRunning", "ControlFailed", "formatNodes",
-           "formatAgents", "formatHealth", "formatJson", "NOT_RUNNING"]
+           "formatAgents", "formatHealth", "formatJson", "NOT_RUNNING", "errorObject"]
+
+
+# --- the command ---------------------------------------------------------------
+
+
+def controlUsageProblem(args):
+    """
+    What is wrong with the options of C{control}, as C{cluster_control}
+    says it, or L{None}.
+
+    @return: C{(text, exit status)} or L{None}.
+    """
+    if args.statuses and not args.agents:
+        return (f"{WRONG_ARGUMENTS} -fs/--filter-agent-status goes with "
+                "-a/--list-agents.", 1)
+    if args.health not in (None, "", "more"):
+        return (f"unknown -i argument {args.health!r}: use '-i' or '-i more'", 2)
+    return None
+
+
+def _request(args):
+    """
+    The control request and its arguments for the options C{args}.
+    """
+    arguments = {"node_names": args.nodes or []}
+    if args.list:
+        return "get_nodes", arguments
+    if args.agents:
+        arguments["statuses"] = args.statuses or []
+        return "get_agents", arguments
+    return "get_health", arguments
+
+
+def _show(result, args, clusterName):
+    if args.json:
+        return formatJson(result)
+    if args.list:
+        return formatNodes(result)
+    if args.agents:
+        return formatAgents(result)
+    return formatHealth(clusterName, result, more=(args.health == "more"))
+
+
+def reportFailure(error, args, out, err):
+    """
+    Tell the user why the request failed: one line on C{err}, and the JSON
+    error object on C{out} with C{--json}.
+
+    @return: the exit status, 1.
+    """
+    text = NOT_RUNNING if isinstance(error, ClusterNotRunning) else str(error)
+    err.write(text + "\n")
+    if args.json:
+        out.write(formatJson(errorObject(error)))
+    return 1
+
+
+@inlineCallbacks
+def controlCommand(reactor, home, args, out, err, clusterName="wazuh"):
+    """
+    Ask the daemon of C{home} what the options C{args} want, print the
+    answer and return the exit status.
+
+    @param clusterName: the cluster name C{-i} prints.
+    @return: a Deferred firing with the exit status (0 or 1); it never
+        fails for a failure the user can cause.
+    """
+    request, arguments = _request(args)
+    try:
+        result = yield askDaemon(reactor, home, request, arguments)
+    except (ClusterNotRunning, ControlFailed, ClusterError) as error:
+        return reportFailure(error, args, out, err)
+    out.write(_show(result, args, clusterName))
+    return 0
+
+
+def runControl(home, args, out, err, clusterName="wazuh"):
+    """
+    C{wazuh-cluster control}: run the reactor for one request.
+
+    @return: the exit status.
+    """
+    from wazuhcluster.control import socketAnswers
+
+    if not home.controlSocket.exists() or not socketAnswers(home.controlSocket.path):
+        return reportFailure(ClusterNotRunning(), args, out, err)
+
+    from twisted.internet.task import react
+
+    def main(reactor):
+        d = controlCommand(reactor, home, args, out, err, clusterName)
+        return d.addCallback(_exitWith)
+
+    try:
+        react(main)
+    except SystemExit as done:
+        return done.code or 0
+    return 0
+
+
+def _exitWith(status):
+    if status:
+        raise SystemExit(status)

@@ -14,9 +14,10 @@ from twisted.application.service import MultiService
 
 from wazuhcluster import tls
 from wazuhcluster.agentcli import agentAdd
+from wazuhcluster.checkconfig import homeLogFormats
 from wazuhcluster.clusteritems import loadClusterItems
-from wazuhcluster.errors import ClusterError
-from wazuhcluster.home import NodeHome
+from wazuhcluster.errors import ClusterError, StartupError
+from wazuhcluster.initchecks import checkDirectory
 from wazuhcluster.logs import ClusterLogService
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.ossecconf import readClusterConfig
@@ -63,9 +64,28 @@ def freePort():
     return port
 
 
+def portProblem(port, host="127.0.0.1"):
+    """
+    Why the demo's master could not listen on C{host:port}, or L{None}.
+    """
+    probe = socket.socket()
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as error:
+        return (f"port {port} on {host} cannot be used ({error.strerror}): another "
+                "program (or another demo) listens there, or it is reserved; pass "
+                "another --port, or leave --port out to use a free one")
+    finally:
+        probe.close()
+    return None
+
+
 def createDemo(base, workers, port):
     """
-    Create (or reuse) the demo's CA and homes under C{base}.
+    Create (or reuse) the demo's CA and homes under C{base}, with the
+    master on C{port} (the homes of an earlier run are rewritten when the
+    port changed).
 
     @return: the list of C{(NodeHome, node type)}, master first.
     """
@@ -107,7 +127,9 @@ def nodeBranch(home, nodeClass, reactor, endpointFor=None):
     identity = tls.loadNodeIdentity(home.sslDir)
     branch = MultiService()
     branch.setName(config.node_name)
-    ClusterLogService(home.clusterLog, node=config.node_name).setServiceParent(branch)
+    jsonLog = home.logs.child("cluster.json") if "json" in homeLogFormats(home) else None
+    ClusterLogService(home.clusterLog, node=config.node_name,
+                      jsonPath=jsonLog).setServiceParent(branch)
     extra = {} if endpointFor is None else {"endpoint": endpointFor(config)}
     node = nodeClass(home, config, items, identity, reactor=reactor, **extra)
     node.addListeners()
@@ -154,40 +176,62 @@ Press Ctrl-C to stop.
 """
 
 
+class DemoRefused(Exception):
+    """
+    The demo cannot run as asked: C{str()} says why in one line.
+
+    @ivar status: the exit status (2 for wrong usage, 1 otherwise).
+    """
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+def prepareDemo(directory, workers, port):
+    """
+    Check the demo's options and create (or update) its homes: a free port
+    at each run unless C{port} names one, rewritten into the homes of an
+    earlier run.
+
+    @return: C{(base directory, homes, port)}.
+    @raise DemoRefused: for options that cannot work.
+    @raise ClusterError: when a home cannot be made.
+    """
+    if workers < 1:
+        raise DemoRefused("--workers must be at least 1", 2)
+    base = os.path.abspath(directory)
+    if len(os.path.join(base, "worker99", "queue", "cluster", "c-internal.sock")) > 107:
+        raise DemoRefused(f"{base} is too deep for UNIX sockets; use a shorter --dir", 2)
+    checkDirectory(base, "--dir", writable=True)
+    if port:
+        problem = portProblem(port)
+        if problem is not None:
+            raise DemoRefused(problem)
+    else:
+        port = freePort()
+    return base, createDemo(base, workers, port), port
+
+
 def runDemo(directory, workers, port, out, err, reactor=None):
     """
     Create and run the demo until interrupted; return the exit status.
     """
-    if workers < 1:
-        err.write("wazuh-cluster demo: --workers must be at least 1\n")
-        return 2
-    base = os.path.abspath(directory)
-    if len(os.path.join(base, "worker99", "queue", "cluster", "c-internal.sock")) > 107:
-        err.write(f"wazuh-cluster demo: {base} is too deep for UNIX sockets; "
-                  "use a shorter --dir\n")
-        return 2
-    port = port or previousPort(base) or freePort()
-    homes = createDemo(base, workers, port)
+    try:
+        base, homes, port = prepareDemo(directory, workers, port)
+    except DemoRefused as refused:
+        err.write(f"wazuh-cluster demo: {refused}\n")
+        return refused.status
     if reactor is None:
         from twisted.internet import reactor
     service = buildDemo(homes, reactor)
-    service.startService()
+    try:
+        service.startService()
+    except StartupError:
+        return 1
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     out.write(instructions(base, homes, port))
     out.flush()
     reactor.run()
     return 0
 
-
-def previousPort(base):
-    """
-    The port of an existing demo under C{base}, so that re-running it keeps
-    the homes valid.
-    """
-    home = NodeHome.fromPath(os.path.join(base, "master"))
-    if not home.ossecConf.exists():
-        return None
-    try:
-        return readClusterConfig(home).port
-    except ClusterError:
-        return None

@@ -4,21 +4,39 @@ C{wazuh-cluster init}: create a node home (DESIGN.md, "Commands").
 
 It creates the layout, writes C{etc/ossec.conf}, creates the cluster CA in
 the CA directory if it has none, and issues this node's certificate into
-C{etc/sslcluster/}. A master also gets the group C{default}. Re-running the
-same command changes nothing; turning a node into another (other type or
-name) is refused.
+C{etc/sslcluster/}. A master also gets the group C{default}.
+
+Re-running it on a node keeps everything the options do not change (cluster
+name, key, port, bind address, master host, hidden) and reports what
+changed; turning a node into another (other type or name) is refused.
+
+Everything that can be checked is checked before anything is written, and a
+failure on the way removes what this run created (a new CA directory, a new
+home), so that a mistake never leaves a half-made CA behind.
 """
 
 import ipaddress
 import os
 import re
-import shlex
 
 from twisted.python.filepath import FilePath
 
 from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.fsutil import atomicWrite
 from wazuhcluster.home import NodeHome
+from wazuhcluster.initchecks import (
+    InitUndo,
+    checkAuthorityFiles,
+    checkCaOutsideHome,
+    checkDirectory,
+)
+from wazuhcluster.initreport import (
+    DEFAULT_MASTER_HOST,
+    InitReport,
+    changesBetween,
+    formatInitSummary,
+    initNotes,
+)
 from wazuhcluster.ossecconf import (
     ClusterConfig,
     checkClusterConfig,
@@ -33,9 +51,15 @@ from wazuhcluster.pki import (
     readClusterKey,
 )
 
+#: Defaults of a new node, for what the options leave unsaid.
+DEFAULT_CLUSTER_NAME = "wazuh"
+DEFAULT_PORT = 1516
+DEFAULT_BIND_ADDR = "0.0.0.0"
+
 NODE_TYPES = ("master", "worker")
-DEFAULT_MASTER_HOST = "127.0.0.1"
 INVALID_NODE_HOSTS = ("localhost", "NODE_IP", "0.0.0.0", "127.0.1.1")
+
+__all__ = ["initNode", "initNodeReport", "InitReport", "formatInitSummary", "checkKey"]
 DEFAULT_AGENT_CONF = b"<agent_config>\n</agent_config>\n"
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -94,23 +118,14 @@ def _checkPort(port):
     return port
 
 
-def _checkMasterHost(nodeType, masterHost):
+def _checkMasterHost(masterHost):
     """
-    @return: the master host to write as C{nodes[0]}: C{masterHost}, or
-        C{127.0.0.1} for a master given none.
-    @raise ConfigError: for a worker without one, or an unusable host.
+    @raise ConfigError: for an unusable master host.
     """
-    if not masterHost:
-        if nodeType == "worker":
-            raise ConfigError(
-                "A worker needs the address of its master (--master-host)"
-            )
-        return DEFAULT_MASTER_HOST
     if masterHost in INVALID_NODE_HOSTS:
         raise ConfigError(f"Invalid elements in node fields: {masterHost}.")
     if not _HOST.fullmatch(masterHost):
         raise ConfigError(f"Invalid master host {masterHost!r}")
-    return masterHost
 
 
 def _checkBindAddr(bindAddr):
@@ -120,23 +135,20 @@ def _checkBindAddr(bindAddr):
         raise ConfigError(f"Invalid bind address {bindAddr!r}: not an IP address")
 
 
-# --- the steps ---------------------------------------------------------------
 
 
-def _checkExisting(home, config):
+# --- the steps -------------------------------------------------------------------
+
+
+def _existingConfig(home):
     """
-    Refuse to turn an existing node into another one, or to touch an
-    ossec.conf that cannot be read.
+    The configuration of the node this home already is, or L{None} (no
+    ossec.conf, no C{<cluster>} block, or a disabled one as Wazuh ships).
 
-    An ossec.conf without a C{<cluster>} block, or with a disabled one (as
-    Wazuh installs it), may be given one; an enabled block naming another
-    node may not be changed.
-
-    @raise ClusterError: if C{etc/ossec.conf} exists with another node type
-        or node name in an enabled block, or cannot be read or updated.
+    @raise ClusterError: when C{etc/ossec.conf} cannot be read.
     """
     if not home.ossecConf.exists():
-        return
+        return None
     try:
         content = home.ossecConf.getContent()
         existing = parseClusterConfig(content)
@@ -146,17 +158,18 @@ def _checkExisting(home, config):
             f"{home.ossecConf.path} already exists and cannot be read ({e}); "
             "refusing to overwrite it"
         )
-    if (
-        hasBlock
-        and not existing.disabled
-        and (existing.node_type, existing.node_name) != (config.node_type, config.node_name)
-    ):
+    if not hasBlock or existing.disabled:
+        return None
+    return existing
+
+
+def _checkSameNode(home, existing, nodeType, nodeName):
+    if existing is not None and (existing.node_type, existing.node_name) != (nodeType, nodeName):
         raise ClusterError(
             f"{home.root.path} is already the {existing.node_type} node "
-            f"'{existing.node_name}'; refusing to make it the {config.node_type} "
-            f"node '{config.node_name}' (use another --home)"
+            f"'{existing.node_name}'; refusing to make it the {nodeType} "
+            f"node '{nodeName}' (use another --home)"
         )
-    _ossecConfContent(home, config)
 
 
 def _ossecConfContent(home, config):
@@ -177,11 +190,10 @@ def _ossecConfContent(home, config):
         )
 
 
-def _writeOssecConf(home, config):
+def _writeOssecConf(home, content):
     """
     Write C{etc/ossec.conf} (0640) unless it already has this content.
     """
-    content = _ossecConfContent(home, config)
     if home.ossecConf.exists() and home.ossecConf.getContent() == content:
         return
     atomicWrite(home.ossecConf, content, 0o640)
@@ -201,10 +213,14 @@ def _issueCertificate(home, caDir, config):
     """
     Issue this node's certificate unless C{etc/sslcluster} already holds a
     matching one from this CA.
+
+    @return: whether a certificate was issued.
     """
     hosts = _certificateHosts(config)
-    if not nodeCertificateMatches(caDir, home.sslDir, config.node_name, hosts):
-        issueNodeCertificate(caDir, home.sslDir, config.node_name, hosts)
+    if nodeCertificateMatches(caDir, home.sslDir, config.node_name, hosts):
+        return False
+    issueNodeCertificate(caDir, home.sslDir, config.node_name, hosts)
+    return True
 
 
 def _createDefaultGroup(home):
@@ -221,126 +237,144 @@ def _createDefaultGroup(home):
         atomicWrite(agentConf, DEFAULT_AGENT_CONF, 0o660)
 
 
+def _createRunDirectory(home):
+    """
+    Create C{var/run} (0770), where the twistd plugins keep their pidfile.
+    """
+    run = home.root.child("var").child("run")
+    if not run.isdir():
+        run.makedirs(ignoreExistingDirectory=True)
+        run.chmod(0o770)
+
+
 def _asFilePath(path):
     if isinstance(path, FilePath):
         return path
     return FilePath(os.path.abspath(os.path.expanduser(path)))
 
 
-def initNode(
-    home,
-    nodeType,
-    nodeName,
-    caDir,
-    clusterName="wazuh",
-    key=None,
-    masterHost=None,
-    port=1516,
-    bindAddr="0.0.0.0",
-):
+def initNode(home, nodeType, nodeName, caDir, clusterName=None, key=None,
+             masterHost=None, port=None, bindAddr=None):
+    """
+    Create or complete a node home, as C{wazuh-cluster init} does; see
+    L{initNodeReport}.
+
+    @rtype: L{NodeHome}
+    """
+    return initNodeReport(home, nodeType, nodeName, caDir, clusterName=clusterName,
+                          key=key, masterHost=masterHost, port=port,
+                          bindAddr=bindAddr).home
+
+
+def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
+                   masterHost=None, port=None, bindAddr=None):
     """
     Create or complete a node home, as C{wazuh-cluster init} does.
 
     Everything is validated before anything is written. The CA (and the
-    shared cluster key) are created in C{caDir} if it has none.
+    shared cluster key) are created in C{caDir} if it has none. An option
+    left to L{None} keeps the node's current value, or takes the default
+    for a new node.
 
     @param home: the node home (a L{NodeHome}, L{FilePath} or path string).
     @param nodeType: C{"master"} or C{"worker"}.
     @param nodeName: the node name, C{[A-Za-z0-9_-]+}.
-    @param caDir: the CA directory (L{FilePath} or path string).
-    @param clusterName: the cluster name.
-    @param key: the cluster key (32 C{\\w} characters); when omitted, the
-        key of C{caDir/cluster.key}, so nodes made from one CA share it.
-    @param masterHost: the master address workers dial (C{nodes[0]});
-        required for a worker, C{127.0.0.1} by default for a master.
-    @param port: the cluster port (1025-65534).
-    @param bindAddr: the address the master listens on.
-    @rtype: L{NodeHome}
+    @param caDir: the CA directory (L{FilePath} or path string), never the
+        home or inside it.
+    @param clusterName: the cluster name (C{wazuh} for a new node).
+    @param key: the cluster key (32 C{\\w} characters); for a new node, the
+        key of C{caDir/cluster.key} by default, so nodes made from one CA
+        share it (and when that file is missing, C{key} restores it).
+    @param masterHost: the master address workers dial (C{nodes[0]}):
+        required for a new worker, C{127.0.0.1} for a new master.
+    @param port: the cluster port (1025-65534; 1516 for a new node).
+    @param bindAddr: the address the master listens on (C{0.0.0.0} for a
+        new node).
+    @rtype: L{InitReport}
     @raise ConfigError: for an invalid argument.
-    @raise ClusterError: if the home is another node already, or TLS
-        material cannot be created.
+    @raise ClusterError: if the home is another node already, a path is not
+        usable, or TLS material cannot be created; nothing this run created
+        is left behind.
     """
     if not isinstance(home, NodeHome):
         home = NodeHome.fromPath(home)
     caDir = _asFilePath(caDir)
     _checkNodeType(nodeType)
-    _checkNames(clusterName, nodeName)
     if key is not None:
         checkKey(key)
-    port = _checkPort(port)
-    masterHost = _checkMasterHost(nodeType, masterHost)
-    _checkBindAddr(bindAddr)
+    if port is not None:
+        port = _checkPort(port)
+    if masterHost is not None:
+        _checkMasterHost(masterHost)
+    if bindAddr is not None:
+        _checkBindAddr(bindAddr)
+    _checkNames(DEFAULT_CLUSTER_NAME if clusterName is None else clusterName, nodeName)
+    checkDirectory(home.root.path, "--home")
+    checkDirectory(caDir.path, "--ca")
+    checkCaOutsideHome(home, caDir)
+    checkAuthorityFiles(caDir, key)
 
-    config = _makeConfig(
-        clusterName, nodeName, nodeType, key or "0" * 32, port, bindAddr, masterHost
-    )
-    _checkExisting(home, config)
+    existing = _existingConfig(home)
+    _checkSameNode(home, existing, nodeType, nodeName)
+    if existing is None and nodeType == "worker" and masterHost is None:
+        raise ConfigError("A worker needs the address of its master (--master-host)")
+
+    undo = InitUndo.before(home, caDir)
+    try:
+        return _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
+                           masterHost, port, bindAddr)
+    except OSError as e:
+        undo.run()
+        where = os.path.dirname(e.filename) if e.filename else home.root.path
+        raise ClusterError(f"Cannot write {where}: {e.strerror or e}; nothing was "
+                           "changed", 1006) from e
+    except BaseException:
+        undo.run()
+        raise
+
+
+def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
+                masterHost, port, bindAddr):
+    def keep(given, field, default):
+        if given is not None:
+            return given
+        return getattr(existing, field) if existing is not None else default
+
+    givenKey = key
+    clusterName = keep(clusterName, "name", DEFAULT_CLUSTER_NAME)
+    if key is not None and not caDir.child("cluster.key").exists():
+        if not caDir.isdir():
+            caDir.makedirs()
+            caDir.chmod(0o700)
+        atomicWrite(caDir.child("cluster.key"), key.encode("ascii") + b"\n", 0o600)
     ensureCertificateAuthority(caDir, clusterName)
     if key is None:
-        key = readClusterKey(caDir)
+        key = existing.key if existing is not None else readClusterKey(caDir)
         checkKey(key)
-        config = _makeConfig(
-            clusterName, nodeName, nodeType, key, port, bindAddr, masterHost
-        )
-    checkClusterConfig(config)
-    home.createLayout()
-    _writeOssecConf(home, config)
-    _issueCertificate(home, caDir, config)
-    if nodeType == "master":
-        _createDefaultGroup(home)
-    return home
-
-
-def _makeConfig(clusterName, nodeName, nodeType, key, port, bindAddr, masterHost):
-    return ClusterConfig(
+    nodes = (masterHost,) if masterHost is not None else keep(
+        None, "nodes", (DEFAULT_MASTER_HOST,))
+    config = ClusterConfig(
         name=clusterName,
         node_name=nodeName,
         node_type=nodeType,
         key=key,
-        port=port,
-        bind_addr=bindAddr,
-        nodes=(masterHost,),
-        hidden=False,
+        port=keep(port, "port", DEFAULT_PORT),
+        bind_addr=keep(bindAddr, "bind_addr", DEFAULT_BIND_ADDR),
+        nodes=tuple(nodes),
+        hidden=keep(None, "hidden", False),
         disabled=False,
     )
-
-
-# --- the summary -------------------------------------------------------------
-
-
-def formatInitSummary(home, caDir):
-    """
-    What C{init} created in C{home} and what to run next, for the CLI to
-    print. The cluster key is not shown.
-
-    @param home: the node home (as given to L{initNode}).
-    @param caDir: the CA directory used.
-    @rtype: L{str}
-    """
-    if not isinstance(home, NodeHome):
-        home = NodeHome.fromPath(home)
-    caDir = _asFilePath(caDir)
-    config = parseClusterConfig(home.ossecConf.getContent())
-    lines = [
-        f"Initialised {config.node_type} node '{config.node_name}' of cluster "
-        f"'{config.name}' in {home.root.path}",
-        f"  configuration: {home.ossecConf.path}",
-        f"  certificates:  {home.sslDir.path}/ (ca.pem, node.pem, node.key)",
-        f"  CA directory:  {caDir.path} (keep ca.key and cluster.key private; "
-        "init every node of this cluster with it)",
-    ]
-    if config.node_type == "master":
-        lines.append(
-            f"  default group: {home.shared.child('default').child('agent.conf').path}"
-        )
-        lines.append(
-            f"  listens on:    {config.bind_addr}:{config.port} "
-            f"(workers dial {config.masterHost}:{config.port})"
-        )
-    else:
-        lines.append(f"  master:        {config.masterHost}:{config.port}")
-    lines += [
-        "Next step:",
-        f"  twistd -n wazuh-{config.node_type} --home {shlex.quote(home.root.path)}",
-    ]
-    return "\n".join(lines) + "\n"
+    checkClusterConfig(config)
+    content = _ossecConfContent(home, config)
+    home.createLayout()
+    _createRunDirectory(home)
+    _writeOssecConf(home, content)
+    reissued = _issueCertificate(home, caDir, config)
+    if nodeType == "master":
+        _createDefaultGroup(home)
+    return InitReport(
+        home=home,
+        created=existing is None,
+        changes=changesBetween(existing, config, reissued and existing is not None),
+        notes=initNotes(config, masterHost is not None, givenKey, caDir),
+    )

@@ -180,6 +180,17 @@ def _parseRoot(text, origin):
         raise readError(f"{reason} (line {line}, column {column})", origin)
 
 
+def parseOssecConf(xmlBytes, origin=None):
+    """
+    Parse a whole ossec.conf (several C{<ossec_config>} sections allowed,
+    tolerated as Wazuh tolerates them) into one element whose children are
+    its C{<ossec_config>} sections, for readers of other sections.
+
+    @raise ConfigError: 3006 when the text is not well-formed UTF-8 XML.
+    """
+    return _parseRoot(decodeText(xmlBytes, origin), origin)
+
+
 def _clusterBlocks(root):
     return [
         cluster

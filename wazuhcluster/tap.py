@@ -1,7 +1,22 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_tap,tests.test_checkconfig -*-
 """
 The twistd plugins C{wazuh-master} and C{wazuh-worker}: options and the
 service tree of a node.
+
+Besides its own options, a plugin gives twistd defaults that suit a node
+home, used unless the user passes the twistd option itself:
+
+  - C{--pidfile}: C{H/var/run/wazuh-clusterd.pid} (twistd's default,
+    C{./twistd.pid}, would stop a second node started in the same
+    directory);
+  - C{--logfile} (daemon mode only; C{-n} logs to stdout): C{H/logs/twistd.log};
+  - C{--uid}/C{--gid}: when started as root on a home that belongs to
+    another user, that user (Wazuh's daemons drop to the C{wazuh} user the
+    same way).
+
+twistd reads the pidfile before it builds the service and the log file
+and uid/gid after, so the defaults are set on the parent
+(C{ServerOptions}) while the plugin's options are parsed.
 """
 
 import os
@@ -13,13 +28,24 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import LogLevel
 from twisted.python import usage
 
-from wazuhcluster import tls
-from wazuhcluster.clusteritems import loadClusterItems
+from wazuhcluster import WAZUH_COMPATIBLE_VERSION, __version__, tls
+from wazuhcluster.checkconfig import nodeProblems
+from wazuhcluster.cli import defaultHome
 from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
-from wazuhcluster.ossecconf import readClusterConfig
+
+
+#: twistd's own default pidfile, which means "not chosen by the user".
+TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
+
+def pidfilePath(home):
+    """
+    The default pidfile of the node of C{home}.
+    """
+    return home.root.child("var").child("run").child("wazuh-clusterd.pid")
 
 
 class Options(usage.Options):
@@ -27,16 +53,68 @@ class Options(usage.Options):
     Options of C{twistd wazuh-master} / C{twistd wazuh-worker}.
     """
 
+    synopsis = "[--home H] [--debug]"
+    longdesc = (
+        "Run a wazuhcluster node (wazuhcluster " + __version__ + ", following Wazuh "
+        + WAZUH_COMPATIBLE_VERSION + ") from its home, made by 'wazuh-cluster init'. "
+        "Defaults for twistd's options: --pidfile H/var/run/wazuh-clusterd.pid, "
+        "--logfile H/logs/twistd.log (daemon mode; with -n twistd logs to stdout), "
+        "and when started as root on a home owned by another user, --uid/--gid of "
+        "that user. The node itself logs to H/logs/cluster.log (and "
+        "H/logs/cluster.json with <logging><log_format>json</log_format>). "
+        "Examples: 'twistd -n wazuh-master --home /var/ossec' (foreground), "
+        "'twistd wazuh-worker --home /var/ossec' (daemon). Exit status 1, with one "
+        "line, when the node cannot start."
+    )
     optParameters = [
-        ["home", "H", None, "The node home (the equivalent of /var/ossec)."],
+        ["home", "H", None,
+         "The node home, the equivalent of /var/ossec (default: $WAZUH_HOME, else "
+         "/var/ossec when it exists)."],
     ]
     optFlags = [
         ["debug", "d", "Write debug messages to cluster.log too."],
     ]
 
+    def opt_version(self):
+        """
+        Print wazuhcluster's version and the Wazuh version it follows.
+        """
+        from wazuhcluster.cli import versionText
+
+        sys.stdout.write(versionText())
+        sys.exit(0)
+
     def postOptions(self):
         if not self["home"]:
-            raise usage.UsageError("--home is required")
+            self["home"] = defaultHome()
+        if not self["home"]:
+            raise usage.UsageError("--home is required (or set WAZUH_HOME)")
+        applyTwistdDefaults(self, getattr(self, "parent", None))
+
+
+def applyTwistdDefaults(options, server, getuid=os.getuid):
+    """
+    Give twistd's options C{server} (a C{ServerOptions}, or L{None} when the
+    plugin's options are parsed alone) the defaults that suit the node home
+    of C{options}, where the user did not choose.
+
+    @param getuid: the current user ID (injectable for tests).
+    """
+    if server is None:
+        return
+    home = NodeHome.fromPath(options["home"])
+    if server.get("pidfile") == TWISTD_DEFAULT_PIDFILE:
+        server["pidfile"] = pidfilePath(home).path
+    daemon = not (server.get("nodaemon") or server.get("debug"))
+    if daemon and server.get("logfile") is None and not server.get("syslog"):
+        server["logfile"] = home.logs.child("twistd.log").path
+    if getuid() == 0 and server.get("uid") is None and server.get("gid") is None:
+        try:
+            owner = os.stat(home.root.path)
+        except OSError:
+            return
+        if owner.st_uid != 0:
+            server["uid"], server["gid"] = owner.st_uid, owner.st_gid
 
 
 def refuse(home, message, program, stderr=None):
@@ -87,10 +165,6 @@ class _StartupNotes(Service):
                       name=self.config.node_name)
 
 
-#: The longest path a UNIX socket can have on Linux.
-MAX_SOCKET_PATH = 107
-
-
 def addressProblem(home, config, nodeType):
     """
     Why the node could not listen where it must, or L{None}: checked before
@@ -98,9 +172,6 @@ def addressProblem(home, config, nodeType):
     status is 1 (a daemon that fails later can only log it).
     """
     path = home.controlSocket.path
-    if len(path.encode("utf-8")) > MAX_SOCKET_PATH:
-        return (f"The control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
-                "use a shorter home path.")
     if socketAnswers(path):
         return f"Another cluster daemon is already running on this home ({path} answers)."
     if nodeType != "master":
@@ -124,15 +195,13 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
     program = f"wazuh-{nodeType}"
     home = NodeHome.fromPath(options["home"])
     if not home.root.isdir():
-        refuse(home, f"The home directory {home.root.path} does not exist.", program, stderr)
-    try:
-        config = readClusterConfig(home)
-        items = loadClusterItems(home)
-    except ClusterError as error:
-        refuse(home, str(error), program, stderr)
-    if config.disabled:
+        what = "is not a directory" if home.root.exists() else "does not exist"
+        refuse(home, f"The home directory {home.root.path} {what}.", program, stderr)
+    check = nodeProblems(home)
+    config = check.config
+    if config is not None and config.disabled:
         refuse(home, f"The cluster is disabled in {home.ossecConf.path}.", program, stderr)
-    if config.node_type != nodeType:
+    if config is not None and config.node_type != nodeType:
         refuse(
             home,
             f"{home.root.path} is the home of {config.node_type} node "
@@ -140,6 +209,10 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
             program,
             stderr,
         )
+    if check.problems:
+        refuse(home, check.problems[0], program, stderr)
+    _createRunDirectory(home)
+    items = check.items
     try:
         identity = tls.loadNodeIdentity(home.sslDir)
     except ClusterError as error:
@@ -149,7 +222,9 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         refuse(home, problem, program, stderr)
 
     root = MultiService()
-    ClusterLogService(home.clusterLog, debug=bool(options["debug"])).setServiceParent(root)
+    jsonLog = home.logs.child("cluster.json") if "json" in check.logFormats else None
+    ClusterLogService(home.clusterLog, debug=bool(options["debug"]), jsonPath=jsonLog,
+                      nodeName=config.node_name).setServiceParent(root)
     _StartupNotes(config, nodeType).setServiceParent(root)
     if nodeType == "master":
         from wazuhcluster.master.server import MasterService as NodeService
@@ -159,6 +234,21 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
     node.addListeners()
     node.setServiceParent(root)
     return root
+
+
+def _createRunDirectory(home):
+    """
+    Create C{var/run} for the default pidfile (twistd writes it after the
+    service is built), in homes made before init created it; owned by the
+    home's owner, whom the node will run as.
+    """
+    run = pidfilePath(home).parent()
+    if not run.isdir():
+        run.makedirs(ignoreExistingDirectory=True)
+        run.chmod(0o770)
+        owner = os.stat(home.root.path)
+        if os.getuid() == 0 and owner.st_uid != 0:
+            os.chown(run.path, owner.st_uid, owner.st_gid)
 
 
 def makeMasterService(options):
@@ -178,10 +268,11 @@ def makeWorkerService(options):
 def applicationFor(nodeType, environ=None, stderr=None):
     """
     The service of a C{nodeType} node for a C{.tac} file: the home comes
-    from C{WAZUH_HOME} (or C{HOME}), debug from C{WAZUH_DEBUG}.
+    from C{WAZUH_HOME}, else C{/var/ossec} when it exists; debug from
+    C{WAZUH_DEBUG}.
     """
     environ = environ if environ is not None else os.environ
-    home = environ.get("WAZUH_HOME") or environ.get("HOME")
+    home = defaultHome(environ)
     options = Options()
     arguments = ["--home", home] if home else []
     if environ.get("WAZUH_DEBUG") not in (None, "", "0", "no"):

@@ -20,6 +20,7 @@ import hashlib
 
 from wazuhcluster.agentdb import groupHash
 from wazuhcluster.clientkeys import formatAgentId
+from wazuhcluster.grouphash import globalHash
 
 
 def storeHash(assignments):
@@ -27,14 +28,8 @@ def storeHash(assignments):
     @param assignments: C{{number: [group, ...]}}.
     @return: the hex digest, or L{None} when no agent has a group.
     """
-    digest = hashlib.sha1()
-    found = False
-    for number in sorted(assignments):
-        groups = assignments[number]
-        if groups:
-            digest.update(f"{number}:{groupHash(groups)}\n".encode("ascii"))
-            found = True
-    return digest.hexdigest() if found else None
+    return globalHash((number, groupHash(groups)) for number, groups in assignments.items()
+                      if groups)
 
 
 def wazuhGroupHash(groups):
