@@ -18,17 +18,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wazuhcluster.agentcli import (
     agentAdd,
-    askLocalDaemon,
     agentGroup,
     agentList,
     agentRemove,
     agentReport,
+    askLocalDaemon,
     formatAgentTable,
 )
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.cli import run
-from wazuhcluster.control import ControlServer
 from wazuhcluster.clientkeys import readClientKeys
+from wazuhcluster.control import ControlServer
 from wazuhcluster.home import NodeHome
 from wazuhcluster.ossecconf import ClusterConfig
 from wazuhcluster.ossecwrite import renderOssecConf

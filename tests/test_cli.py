@@ -6,6 +6,11 @@ exit, never a traceback) for every subcommand.
 """
 
 import argparse
+
+# Imported here, before a test forks a child that drops to an unprivileged
+# user: that user cannot read the interpreter's library directory.
+import encodings.idna  # noqa: F401
+import encodings.utf_8_sig  # noqa: F401
 import io
 import json
 import os
@@ -18,11 +23,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-
-# Imported here, before a test forks a child that drops to an unprivileged
-# user: that user cannot read the interpreter's library directory.
-import encodings.idna  # noqa: F401
-import encodings.utf_8_sig  # noqa: F401
 
 import wazuhcluster.agentcli  # noqa: F401
 import wazuhcluster.checkconfig  # noqa: F401

@@ -13,18 +13,15 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_pathrules import FILESET, validPaths
+from wazuhcluster.chunks import MAX_CHUNK
 from wazuhcluster.clusteritems import FileItem, FileSet
-from wazuhcluster.integrity import (
-    MAX_CHUNK,
-    FileMeta,
+from wazuhcluster.integrity import FileMeta, Snapshot, hashFile, scanFiles
+from wazuhcluster.manifest import (
     MalformedManifest,
     ManifestDecoder,
-    Snapshot,
     compareManifests,
     decodeManifest,
     encodeManifest,
-    hashFile,
-    scanFiles,
 )
 
 SYNCED = {
@@ -560,7 +557,7 @@ class DeltaTests(SynchronousTestCase):
         A delta with removed files encodes and decodes back; a manifest
         decoder without deletions refuses the removal records.
         """
-        from wazuhcluster.integrity import (
+        from wazuhcluster.manifest import (
             MalformedManifest,
             decodeManifest,
             encodeManifest,
@@ -576,7 +573,7 @@ class DeltaTests(SynchronousTestCase):
         Against the worker's files, a delta says what to create, update and
         delete; entries the worker already matches need nothing.
         """
-        from wazuhcluster.integrity import compareDelta
+        from wazuhcluster.manifest import compareDelta
 
         worker = {"etc/rules/a.xml": ("1" * 32, 1), "etc/rules/b.xml": ("2" * 32, 1),
                   "etc/rules/c.xml": ("3" * 32, 1)}

@@ -7,8 +7,9 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.integrity import FileMeta, Snapshot, decodeManifest
+from wazuhcluster.integrity import FileMeta, Snapshot
 from wazuhcluster.integrity_history import IntegrityHistory
+from wazuhcluster.manifest import decodeManifest
 
 
 def meta(data):

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.cluster import InMemoryCluster
 from tests.test_hello import LogCapture
 from wazuhcluster.commands import MAX_CHUNK
-from wazuhcluster.worker import integrity_sync as worker_integrity
+from wazuhcluster.worker import integrity_round as worker_round
 
 INTERVALS = {
     "worker": {"sync_integrity": 9, "keep_alive": 60},
@@ -198,7 +198,7 @@ class IntegritySyncTests(SynchronousTestCase):
         write(home, "etc/lists/huge", os.urandom(40 * MAX_CHUNK))
         write(home, "etc/rules/local_rules.xml", b"<group name='v2'/>\n")
         received = []
-        realFeed = worker_integrity._feedAll
+        realFeed = worker_round.feedAll
 
         def feedThenDrop(receiver, pieces):
             received.append(len(pieces))
@@ -206,7 +206,7 @@ class IntegritySyncTests(SynchronousTestCase):
                 worker.connection.transport.abortConnection()
             return realFeed(receiver, pieces)
 
-        self.patch(worker_integrity, "_feedAll", feedThenDrop)
+        self.patch(worker_round, "feedAll", feedThenDrop)
         self.masterChanged(seconds=0.5)
         self.assertGreaterEqual(len(received), 3)
         new = {path: data for path, (data, _) in syncedFiles(self.cluster.masterHome).items()}
@@ -215,7 +215,7 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertFalse(worker.home.child("etc/lists/huge").exists())
         staging = worker.home.staging("master")
         self.assertEqual(staging.children() if staging.exists() else [], [])
-        self.patch(worker_integrity, "_feedAll", realFeed)
+        self.patch(worker_round, "feedAll", realFeed)
         self.cluster.network.advance(20)
         self.assertIdentical(worker)
 
@@ -339,7 +339,7 @@ class SlowDiskTests(SynchronousTestCase):
         cluster.master.integrity.local.rescanNow()
         workers = [cluster.addWorker(name, start=False) for name in ("worker1", "worker2")]
         disks = {}
-        realFeed = worker_integrity._feedAll
+        realFeed = worker_round.feedAll
 
         def slowFeed(receiver, pieces):
             # One chunk at a time, 0.2 s per 60 kB, like a slow disk.
@@ -349,7 +349,7 @@ class SlowDiskTests(SynchronousTestCase):
             disk["free"] = max(now, disk["free"]) + 0.2 * len(pieces)
             return deferLater(cluster.clock, disk["free"] - now, lambda: None)
 
-        self.patch(worker_integrity, "_feedAll", slowFeed)
+        self.patch(worker_round, "feedAll", slowFeed)
         for worker in workers:
             worker.startService()
         cluster.network.advance(4, step=0.1)

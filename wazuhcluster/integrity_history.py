@@ -14,7 +14,7 @@ chunks kept, since every worker in sync asks for the same one.
 
 from attrs import frozen
 
-from wazuhcluster.integrity import encodeManifest
+from wazuhcluster.manifest import encodeManifest
 
 #: Transitions kept.
 MAX_TRANSITIONS = 256

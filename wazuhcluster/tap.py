@@ -36,7 +36,6 @@ from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
 
-
 #: twistd's own default pidfile, which means "not chosen by the user".
 TWISTD_DEFAULT_PIDFILE = "twistd.pid"
 

@@ -33,9 +33,9 @@ from wazuhcluster.commands import (
     TransferDone,
 )
 from wazuhcluster.health import TaskTimes
-from wazuhcluster.integrity import encodeManifest
 from wazuhcluster.integrity_history import Answer, IntegrityHistory
 from wazuhcluster.local_integrity import LocalIntegrity
+from wazuhcluster.manifest import encodeManifest
 from wazuhcluster.pathrules import MAX_PATH_BYTES
 from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
 from wazuhcluster.streams import FileReader, StreamSender, fileDataArguments

@@ -47,18 +47,12 @@ from wazuhcluster.commands import (
     TransferAborted,
     TransferDone,
 )
-from wazuhcluster.integrity import (
-    FileMeta,
-    ManifestDecoder,
-    compareDelta,
-    compareManifests,
-    scanFiles,
-)
+from wazuhcluster.integrity import scanFiles
 from wazuhcluster.local_integrity import ScanReporter
-from wazuhcluster.pathrules import itemFor
 from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
 from wazuhcluster.staging import StagedSync
 from wazuhcluster.streams import StreamReceiver
+from wazuhcluster.worker import integrity_round
 
 #: Manifest chunks asked for at once.
 MANIFEST_WINDOW = 8
@@ -82,62 +76,6 @@ class _Transfer:
         self.deletions = deletions
         self.done = Deferred()
         self.closed = False
-
-
-def _compare(chunks, full, entries, fileset, mine, dirty):
-    """
-    Decode what the master sent and compare it with this worker's files.
-    Blocking: runs in the thread queue.
-
-    @return: C{(comparison, expected)}: the L{Comparison}, and for every path
-        looked at, what the master has there (C{(md5, size)} or L{None}).
-    """
-    decoder = ManifestDecoder(fileset, maxEntries=entries, deletions=not full)
-    for chunk in chunks:
-        decoder.feed(chunk)
-    master = decoder.finish()
-    if full:
-        comparison = compareManifests(master, mine.manifest())
-        expected = dict(master)
-        expected.update((path, None) for path in comparison.extra)
-        return comparison, expected
-    view = dict(dirty)
-    view.update(master)
-    files = mine.files
-    worker = {path: (files[path].md5, files[path].size) for path in view if path in files}
-    return compareDelta(view, worker), view
-
-
-def _afterApply(result, snapshot, expected, dirty, full, fileset):
-    """
-    This worker's new snapshot and dirty set once C{result} was placed.
-    Blocking (O(changes), O(files) for a full round): runs in the queue.
-    """
-    changes = {}
-    for path, placed in result.placed.items():
-        item = itemFor(fileset, path)
-        st = placed.stat
-        key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        mtime = 0.0 if st is None else st.st_mtime_ns / 1e9
-        changes[path] = FileMeta(placed.md5, mtime, placed.size, item.path, key)
-    for path in result.deleted:
-        if path in snapshot.files:
-            changes[path] = None
-    for removed in result.removedDirs:
-        prefix = removed + "/"
-        for path in snapshot.files:
-            if path.startswith(prefix) and path not in changes:
-                changes[path] = None
-    updated = snapshot.withChanges(changes)
-    newDirty = {} if full else dict(dirty)
-    for path, entry in expected.items():
-        meta = updated.files.get(path)
-        mine = None if meta is None else (meta.md5, meta.size)
-        if mine == (None if entry is None else tuple(entry)):
-            newDirty.pop(path, None)
-        else:
-            newDirty[path] = entry
-    return updated, newDirty
 
 
 @implementer(IFeatureSession)
@@ -261,7 +199,7 @@ class WorkerIntegritySession(amp.CommandLocator):
             return
         chunks = yield self._fetchChunks(answer)
         comparison, expected = yield feature.queue.run(
-            _compare, chunks, answer["full"], answer["entries"], worker.items.fileset, mine,
+            integrity_round.compareRound, chunks, answer["full"], answer["entries"], worker.items.fileset, mine,
             feature.dirty)
         if comparison.inSync:
             feature.synced(masterDigest, {})
@@ -322,7 +260,7 @@ class WorkerIntegritySession(amp.CommandLocator):
             self._abortTransfer(None)
             raise
         snapshot, dirty = yield feature.queue.run(
-            _afterApply, result, feature.snapshot, expected, feature.dirty,
+            integrity_round.afterApply, result, feature.snapshot, expected, feature.dirty,
             answer["full"], worker.items.fileset)
         feature.synced(answer["master_digest"], dirty, snapshot)
         for path, reason in sorted(result.failed.items()):
@@ -344,7 +282,7 @@ class WorkerIntegritySession(amp.CommandLocator):
     def fileData(self, session, data, **more):
         transfer = self._current(session)
         pieces = [data] + [more.get(f"data{n}") for n in range(2, FILE_DATA_VALUES + 1)]
-        d = self.feature.queue.run(_feedAll, transfer.receiver,
+        d = self.feature.queue.run(integrity_round.feedAll, transfer.receiver,
                                    [p for p in pieces if p is not None])
         d.addCallbacks(lambda _: {}, self._stagingFailed, errbackArgs=(transfer,))
         return d
@@ -413,11 +351,6 @@ class WorkerIntegritySession(amp.CommandLocator):
         self.feature.forgetScan()
         if error is not None and not transfer.done.called:
             transfer.done.errback(error)
-
-
-def _feedAll(receiver, pieces):
-    for piece in pieces:
-        receiver.feed(piece)
 
 
 @implementer(IFeature)
