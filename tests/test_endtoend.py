@@ -44,6 +44,7 @@ class _Node(ProcessProtocol):
     errReceived = outReceived
 
     def processEnded(self, reason):
+        self.reason = reason.value
         self.ended.callback(reason.value.exitCode)
 
 

@@ -267,7 +267,9 @@ class WorkerService(NodeService):
             return
         self.connection = None
         self._lastProblem = "closed"
-        if reason.check(ConnectionDone):
+        if not self.running:
+            self.log.info("Closed the connection to the master (the node stops).")
+        elif reason.check(ConnectionDone):
             self.log.info("The master closed the connection")
         else:
             self.log.warn("The connection to the master was lost: {reason}",
