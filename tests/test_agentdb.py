@@ -2,13 +2,16 @@
 """
 Tests for L{wazuhcluster.agentdb}.
 
-Every behaviour is checked twice: through the thread pool of
+Every behaviour is checked on both backends, SQLite and PostgreSQL (a real
+server, from L{tests.pg}), and on each through the thread pool of
 L{twisted.enterprise.adbapi} (as the daemons use it, with the real reactor)
-and through L{AgentDatabase.openBlocking} (as the CLI uses it).
+and through the blocking pool (as the CLI uses it): one mixin per concern,
+made into four test cases by L{_allBackends}.
 """
 
 import sqlite3
 
+import psycopg
 from twisted.internet import defer, reactor
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -21,8 +24,10 @@ from wazuhcluster.agentdb import (
     AgentInfo,
     groupHash,
 )
+from wazuhcluster.agentdb.dialect import POSTGRESQL
 from wazuhcluster.clientkeys import ClientKey
 from wazuhcluster.errors import ClusterError
+from tests.pg import freshDatabase
 
 KEY = "0" * 64
 
@@ -46,7 +51,10 @@ def infoRow(agentId, status="active", **fields):
 
 class _DatabaseMixin:
     """
-    Helpers to open databases; C{openDatabase} is provided per pool kind.
+    Helpers to open databases by name; C{openDatabase(name)}, C{rows(name,
+    sql, params)} (a query run apart from the L{AgentDatabase}, on a
+    connection of its own) and C{tableNames(name)} are provided per backend
+    and pool kind.
     """
 
     def setUp(self):
@@ -55,10 +63,10 @@ class _DatabaseMixin:
     @defer.inlineCallbacks
     def database(self, name="global.db", agents=()):
         """
-        Open a database in the test's directory, closed at cleanup, holding
+        Open the database C{name} of this test, closed at cleanup, holding
         C{agents} (from C{client.keys} entries).
         """
-        db = yield self.openDatabase(self.dir.child(name))
+        db = yield self.openDatabase(name)
         self.addCleanup(db.close)
         if agents:
             yield db.reconcileClientKeys(agents)
@@ -75,29 +83,24 @@ class _SchemaTests(_DatabaseMixin):
         """
         db = yield self.database()
         self.assertEqual((yield db.schemaVersion()), SCHEMA_VERSION)
-        self.assertEqual((yield db.journalMode()), "wal")
+        self.assertEqual((yield db.journalMode()), self.journalMode)
+        self.assertEqual(db.backend, self.backend)
         self.assertEqual((yield db.listAgents()), [])
         self.assertIsNone((yield db.getAgent("000")))
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
         self.assertEqual(
-            connection.execute("SELECT id, name FROM agent").fetchall(),
-            [(0, "manager")],
+            self.rows("global.db", "SELECT id, name FROM agent"), [(0, "manager")]
         )
-        tables = {
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-            )
-        }
-        self.assertTrue({"metadata", "agent", "labels", "group", "belongs"} <= tables)
+        self.assertTrue(
+            {"metadata", "agent", "labels", "group", "belongs", "pending_groups"}
+            <= self.tableNames("global.db")
+        )
 
     @defer.inlineCallbacks
     def test_reopen(self):
         """
         Reopening a database keeps its content and version.
         """
-        db = yield self.openDatabase(self.dir.child("global.db"))
+        db = yield self.openDatabase("global.db")
         yield db.addAgent("001", "a", "any", KEY, ["g1"])
         yield db.close()
         db = yield self.database()
@@ -111,18 +114,14 @@ class _SchemaTests(_DatabaseMixin):
         A database written by a newer schema version is refused with a
         clear error instead of being used.
         """
-        db = yield self.openDatabase(self.dir.child("global.db"))
+        db = yield self.openDatabase("global.db")
         yield db.close()
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        with connection:
-            connection.execute(
-                "UPDATE metadata SET value = ? WHERE key = 'db_version'",
-                (SCHEMA_VERSION + 1,),
-            )
-        connection.close()
-        error = yield self.assertFailure(
-            self.openDatabase(self.dir.child("global.db")), ClusterError
+        self.rows(
+            "global.db",
+            "UPDATE metadata SET value = ? WHERE key = 'db_version'",
+            (SCHEMA_VERSION + 1,),
         )
+        error = yield self.assertFailure(self.openDatabase("global.db"), ClusterError)
         self.assertIn("newer than the supported version", str(error))
 
 
@@ -200,10 +199,8 @@ class _ManagementTests(_DatabaseMixin):
         yield db.addAgent("001", "a", "any", KEY, ["g1"])
         yield db.reportAgent("001", labels={"k": "v"}, now=10)
         yield db.removeAgent("001")
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("SELECT * FROM labels").fetchall(), [])
-        self.assertEqual(connection.execute("SELECT * FROM belongs").fetchall(), [])
+        self.assertEqual(self.rows("global.db", "SELECT * FROM labels"), [])
+        self.assertEqual(self.rows("global.db", "SELECT * FROM belongs"), [])
 
     @defer.inlineCallbacks
     def test_groupsStoredInBelongs(self):
@@ -214,13 +211,12 @@ class _ManagementTests(_DatabaseMixin):
         db = yield self.database(agents=keys((1, "a")))
         yield db.setAgentGroups("001", ["g2", "g1", "g2"])
         self.assertEqual((yield db.getAgent("001"))["groups"], ["g2", "g1"])
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
         self.assertEqual(
-            connection.execute(
+            self.rows(
+                "global.db",
                 'SELECT g.name, b.priority FROM belongs b JOIN "group" g '
-                "ON g.id = b.id_group ORDER BY b.priority"
-            ).fetchall(),
+                "ON g.id = b.id_group ORDER BY b.priority",
+            ),
             [("g2", 0), ("g1", 1)],
         )
 
@@ -526,18 +522,15 @@ class _AgentInfoTests(_DatabaseMixin):
             ([DEFAULT_GROUP], groupHash([DEFAULT_GROUP]), "syncreq", {"k": "59"}, "w1"),
         )
         self.assertEqual((yield master.getAgent("060"))["groups"], ["g1"])
-        connection = sqlite3.connect(self.dir.child("master.db").path)
-        self.addCleanup(connection.close)
         self.assertEqual(
-            connection.execute(
+            self.rows(
+                "master.db",
                 'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
-                "ON g.id = b.id_group ORDER BY b.id_agent"
-            ).fetchall(),
+                "ON g.id = b.id_group ORDER BY b.id_agent",
+            ),
             [(n, DEFAULT_GROUP, 0) for n in range(1, 60)] + [(60, "g1", 0)],
         )
-        self.assertEqual(
-            connection.execute("SELECT COUNT(*) FROM labels").fetchone()[0], 60
-        )
+        self.assertEqual(self.rows("master.db", "SELECT COUNT(*) FROM labels"), [(60,)])
 
 class _GroupSyncTests(_DatabaseMixin):
     @defer.inlineCallbacks
@@ -700,13 +693,12 @@ class _GroupSyncTests(_DatabaseMixin):
         self.assertEqual((yield many.listAgents()), (yield single.listAgents()))
         tables = []
         for name in ("many.db", "single.db"):
-            connection = sqlite3.connect(self.dir.child(name).path)
-            self.addCleanup(connection.close)
             tables.append(
-                connection.execute(
+                self.rows(
+                    name,
                     'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
-                    "ON g.id = b.id_group ORDER BY b.id_agent, b.priority"
-                ).fetchall()
+                    "ON g.id = b.id_group ORDER BY b.id_agent, b.priority",
+                )
             )
         self.assertEqual(tables[0], tables[1])
         self.assertEqual(len(tables[0]), 20 * 2 + 40 + 20)
@@ -744,49 +736,121 @@ class GroupHashTests(SynchronousTestCase):
         self.assertIsNone(groupHash([]))
 
 
-class _ThreadedPool:
+class _SQLite:
     """
-    Open databases through the adbapi thread pool with the real reactor.
-    """
-
-    def openDatabase(self, path):
-        return AgentDatabase.open(path, reactor=reactor, managerName="manager")
-
-
-class _BlockingPool:
-    """
-    Open databases with L{AgentDatabase.openBlocking}, as the CLI does.
+    The SQLite backend: one file per database name in the test's directory.
     """
 
-    def openDatabase(self, path):
+    backend = "sqlite"
+    journalMode = "wal"
+
+    def rows(self, name, sql, params=()):
+        connection = sqlite3.connect(self.dir.child(name).path, isolation_level=None)
         try:
-            return defer.succeed(
-                AgentDatabase.openBlocking(path, managerName="manager")
-            )
-        except Exception:
-            return defer.fail()
+            return connection.execute(sql, params).fetchall()
+        finally:
+            connection.close()
+
+    def tableNames(self, name):
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {row[0] for row in self.rows(name, query)}
 
 
-def _both(name, mixin):
+class _SQLiteThreaded(_SQLite):
     """
-    Make one test case class per pool kind from C{mixin}.
+    SQLite through the adbapi thread pool, with the real reactor.
     """
-    return (
-        type(f"{name}Threaded", (_ThreadedPool, mixin, TestCase), {}),
-        type(f"{name}Blocking", (_BlockingPool, mixin, TestCase), {}),
-    )
+
+    def openDatabase(self, name):
+        return AgentDatabase.open(
+            self.dir.child(name), reactor=reactor, managerName="manager"
+        )
 
 
-SchemaTestsThreaded, SchemaTestsBlocking = _both("SchemaTests", _SchemaTests)
-ManagementTestsThreaded, ManagementTestsBlocking = _both(
-    "ManagementTests", _ManagementTests
-)
-ReconcileTestsThreaded, ReconcileTestsBlocking = _both(
-    "ReconcileTests", _ReconcileTests
-)
-AgentInfoTestsThreaded, AgentInfoTestsBlocking = _both(
-    "AgentInfoTests", _AgentInfoTests
-)
-GroupSyncTestsThreaded, GroupSyncTestsBlocking = _both(
-    "GroupSyncTests", _GroupSyncTests
-)
+class _SQLiteBlocking(_SQLite):
+    """
+    SQLite with L{AgentDatabase.openBlocking}, as the CLI does.
+    """
+
+    def openDatabase(self, name):
+        return defer.maybeDeferred(
+            AgentDatabase.openBlocking, self.dir.child(name), managerName="manager"
+        )
+
+
+class _Postgres:
+    """
+    The PostgreSQL backend: a fresh database of the test server per
+    database name.
+    """
+
+    backend = "postgresql"
+    journalMode = None
+
+    def dsn(self, name):
+        if not hasattr(self, "_dsns"):
+            self._dsns = {}
+        if name not in self._dsns:
+            self._dsns[name] = freshDatabase(self)
+        return self._dsns[name]
+
+    def rows(self, name, sql, params=()):
+        with psycopg.connect(self.dsn(name), autocommit=True) as connection:
+            cursor = connection.execute(POSTGRESQL.sql(sql), params)
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+    def tableNames(self, name):
+        query = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        return {row[0] for row in self.rows(name, query)}
+
+
+class _PostgresThreaded(_Postgres):
+    """
+    PostgreSQL through the adbapi thread pool, with the real reactor.
+    """
+
+    def openDatabase(self, name):
+        return AgentDatabase.openPostgres(
+            self.dsn(name), reactor=reactor, managerName="manager"
+        )
+
+
+class _PostgresBlocking(_Postgres):
+    """
+    PostgreSQL with L{AgentDatabase.openPostgresBlocking}, as the CLI does.
+    """
+
+    def openDatabase(self, name):
+        return defer.maybeDeferred(
+            AgentDatabase.openPostgresBlocking, self.dsn(name), managerName="manager"
+        )
+
+
+#: The backend and pool kinds every mixin of agent database tests runs on.
+BACKENDS = {
+    "SQLiteThreaded": _SQLiteThreaded,
+    "SQLiteBlocking": _SQLiteBlocking,
+    "PostgresThreaded": _PostgresThreaded,
+    "PostgresBlocking": _PostgresBlocking,
+}
+
+
+def allBackends(name, mixin, namespace):
+    """
+    Make one test case class per backend and pool kind from C{mixin}, named
+    C{<name><kind>}, into C{namespace} (a module's C{globals()}).
+    """
+    for kind, backend in BACKENDS.items():
+        cls = type(f"{name}{kind}", (backend, mixin, TestCase), {})
+        cls.__module__ = namespace["__name__"]
+        namespace[cls.__name__] = cls
+
+
+for _name, _mixin in [
+    ("SchemaTests", _SchemaTests),
+    ("ManagementTests", _ManagementTests),
+    ("ReconcileTests", _ReconcileTests),
+    ("AgentInfoTests", _AgentInfoTests),
+    ("GroupSyncTests", _GroupSyncTests),
+]:
+    allBackends(_name, _mixin, globals())
