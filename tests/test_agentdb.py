@@ -15,6 +15,7 @@ import psycopg
 from twisted.internet import defer, reactor
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
 
 from wazuhcluster.agentdb import (
     AGENT_INFO_FIELDS,
@@ -25,6 +26,7 @@ from wazuhcluster.agentdb import (
     groupHash,
 )
 from wazuhcluster.agentdb.dialect import POSTGRESQL
+from wazuhcluster.agentstore import IAgentStore
 from wazuhcluster.clientkeys import ClientKey
 from wazuhcluster.errors import ClusterError
 from tests.pg import freshDatabase
@@ -94,6 +96,15 @@ class _SchemaTests(_DatabaseMixin):
             {"metadata", "agent", "labels", "group", "belongs", "pending_groups"}
             <= self.tableNames("global.db")
         )
+
+    @defer.inlineCallbacks
+    def test_providesAgentStore(self):
+        """
+        L{AgentDatabase} provides L{IAgentStore}, every method with its
+        declared signature.
+        """
+        db = yield self.database()
+        self.assertTrue(verifyObject(IAgentStore, db))
 
     @defer.inlineCallbacks
     def test_reopen(self):
@@ -721,6 +732,56 @@ class _GroupSyncTests(_DatabaseMixin):
         rows, version = yield db.allGroupAssignments()
         self.assertEqual((yield db.groupSnapshot(None)), (rows, version, expected))
 
+class _ConcurrentWriterTests(_DatabaseMixin):
+    """
+    Two masters (two connections to one database) and the CLI writing at
+    the same time.
+    """
+
+    @defer.inlineCallbacks
+    def test_concurrentGroupChanges(self):
+        """
+        Group changes made at the same time through two connections each
+        take a unique version, and every agent keeps the groups of the
+        change with its highest version.
+        """
+        one = yield self.database("shared", agents=keys(*[(n, f"a{n}") for n in range(1, 11)]))
+        two = yield self.database("shared")
+        changes = [(f"{i % 10 + 1:03d}", [f"g{i}"]) for i in range(40)]
+        versions = yield defer.gatherResults(
+            [(one, two)[i % 2].setAgentGroups(agentId, groups)
+             for i, (agentId, groups) in enumerate(changes)]
+        )
+        self.assertEqual(sorted(versions), list(range(1, 41)))
+        latest = {}
+        for (agentId, groups), version in zip(changes, versions):
+            if version > latest.get(agentId, (0, None))[0]:
+                latest[agentId] = (version, groups)
+        rows, current = yield two.groupChangesSince(0)
+        self.assertEqual(current, 40)
+        self.assertEqual({agentId: (v, g) for agentId, g, v in rows}, latest)
+
+    @defer.inlineCallbacks
+    def test_concurrentAddSameName(self):
+        """
+        Adding agents of the same name through two connections at the same
+        time: one add wins, the other fails with 1705.
+        """
+        one = yield self.database("shared")
+        two = yield self.database("shared")
+        results = []
+        for n in range(1, 41, 2):
+            pair = yield defer.DeferredList(
+                [one.addAgent(n, f"same{n}", "any", KEY),
+                 two.addAgent(n + 1, f"same{n}", "any", KEY)],
+                consumeErrors=True,
+            )
+            results.append(sorted(
+                "ok" if ok else str(value.value.code) for ok, value in pair))
+        self.assertEqual(results, [["1705", "ok"]] * 20)
+        self.assertEqual(len((yield one.listAgents())), 20)
+
+
 class GroupHashTests(SynchronousTestCase):
     """
     Tests for L{groupHash}.
@@ -852,5 +913,6 @@ for _name, _mixin in [
     ("ReconcileTests", _ReconcileTests),
     ("AgentInfoTests", _AgentInfoTests),
     ("GroupSyncTests", _GroupSyncTests),
+    ("ConcurrentWriterTests", _ConcurrentWriterTests),
 ]:
     allBackends(_name, _mixin, globals())
