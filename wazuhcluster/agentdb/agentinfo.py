@@ -12,7 +12,7 @@ Agent info (worker to master, WAZUH.md section 4.5).
     active that never had a group assignment.
 """
 
-from wazuhcluster.agentdb.groups import assignGroups, batches, inList
+from wazuhcluster.agentdb.groups import assignGroups, batches
 from wazuhcluster.agentdb.management import requireAgent
 from wazuhcluster.agentdb.transactions import reads, writes
 from wazuhcluster.agentdb.values import (
@@ -78,12 +78,16 @@ def txnReportAgent(txn, number, columns, labels):
 
 def replaceLabels(txn, pairs):
     """
-    Replace the labels of agents: C{(number, {key: value})}.
+    Replace the labels of agents: C{(number, {key: value})}, numbers
+    unique.
     """
     for batch in batches([n for n, _ in pairs]):
-        txn.execute(f"DELETE FROM labels WHERE id IN {inList(len(batch))}", batch)
-    txn.executemany(
-        "INSERT INTO labels (id, key, value) VALUES (?, ?, ?)",
+        condition, params = txn.dialect.matching("id", batch)
+        txn.execute(f"DELETE FROM labels WHERE {condition}", params)
+    txn.dialect.insertMany(
+        txn,
+        "labels",
+        _LABEL_COLUMNS,
         [(n, key, value) for n, labels in pairs for key, value in labels.items()],
     )
 
@@ -136,7 +140,7 @@ def txnMarkSynced(txn, pairs):
 # Master side
 
 #: The statement storing one agent-info row: a L{None} integer keeps the
-#: stored value.
+#: stored value (what L{txnApplyAgentInfo} runs, per row on SQLite).
 APPLY_SQL = (
     "UPDATE agent SET "
     + ", ".join(
@@ -146,31 +150,100 @@ APPLY_SQL = (
     + ", node_name = ? WHERE id = ?"
 )
 
+_APPLY_COLUMNS = tuple(
+    (name, "BIGINT" if name in INT_FIELDS else "TEXT") for name in AGENT_INFO_FIELDS
+) + (("node_name", "TEXT"),)
+
+_LABEL_COLUMNS = (("id", "BIGINT"), ("key", "TEXT"), ("value", "TEXT"))
+
+_INT_POSITIONS = tuple(
+    index for index, name in enumerate(AGENT_INFO_FIELDS) if name in INT_FIELDS
+)
+
+
+def _merged(parsed):
+    """
+    The rows of one batch, one per agent (of the agents that are not the
+    manager), by number: an agent's later row wins, but a L{None} integer in
+    it keeps the earlier row's value, as storing them one after the other
+    would; its labels are those of its last row that has labels.
+
+    @return: C{{number: (values, labels)}}.
+    """
+    rows = {}
+    for number, values, labels in parsed:
+        if number <= 0:
+            continue
+        earlier = rows.get(number)
+        if earlier is not None:
+            before, beforeLabels = earlier
+            values = list(values)
+            for index in _INT_POSITIONS:
+                if values[index] is None:
+                    values[index] = before[index]
+            values = tuple(values)
+            if labels is None:
+                labels = beforeLabels
+        rows[number] = (values, labels)
+    return rows
+
+
+def _knownAgents(txn, numbers):
+    """
+    Which agents of a batch this node knows, and whether each has never had
+    a group assignment.
+
+    @return: C{{number: newcomer}}.
+    """
+    known = {}
+    for batch in batches(numbers):
+        condition, params = txn.dialect.matching("id", batch)
+        txn.execute(
+            f'SELECT id, group_version = 0 AND "group" IS NULL FROM agent WHERE {condition}',
+            params,
+        )
+        known.update(txn.fetchall())
+    return known
+
+
+def _storedLabels(txn, numbers):
+    """
+    The labels of agents, C{{number: {key: value}}}.
+    """
+    labels = {n: {} for n in numbers}
+    for batch in batches(numbers):
+        condition, params = txn.dialect.matching("id", batch)
+        txn.execute(f"SELECT id, key, value FROM labels WHERE {condition}", params)
+        for number, key, value in txn.fetchall():
+            labels[number][key] = value
+    return labels
+
 
 @writes
 def txnApplyAgentInfo(txn, nodeName, rows):
     parsed = [
         row if isinstance(row, AgentInfo) else agentInfoParams(row) for row in rows
     ]
-    # Only the agents of this batch (reading the whole table per chunk made
-    # a 100 000-agent sync quadratic).
-    numbers = sorted({p[0] for p in parsed if p[0] > 0})
-    known = {}
-    for batch in batches(numbers):
-        txn.execute(
-            f'SELECT id, group_version, "group" FROM agent WHERE id IN {inList(len(batch))}',
-            batch,
-        )
-        known.update(
-            (n, version == 0 and groups is None)
-            for n, version, groups in txn.fetchall()
-        )
-    stored = [p for p in parsed if p[0] in known]
-    txn.executemany(APPLY_SQL, [(*values, nodeName, n) for n, values, _ in stored])
-    replaceLabels(txn, [(n, labels) for n, _, labels in stored if labels is not None])
-    newcomers = sorted(
-        {n for n, values, _ in stored if values[STATUS_INDEX] == "active" and known[n]}
+    merged = _merged(parsed)
+    known = _knownAgents(txn, sorted(merged))
+    stored = [n for n in sorted(merged) if n in known]
+    txn.dialect.updateMany(
+        txn,
+        "agent",
+        _APPLY_COLUMNS,
+        [(*merged[n][0], nodeName, n) for n in stored],
+        keep=INT_FIELDS,
     )
+    # Labels are replaced only where given and changed: most reports repeat
+    # them.
+    given = [n for n in stored if merged[n][1] is not None]
+    storedLabels = _storedLabels(txn, given)
+    replaceLabels(
+        txn, [(n, merged[n][1]) for n in given if merged[n][1] != storedLabels[n]]
+    )
+    seenActive = {p[0] for p in parsed if p[1][STATUS_INDEX] == "active"}
+    newcomers = [n for n in stored if known[n] and n in seenActive]
     if newcomers:
         assignGroups(txn, [(n, (DEFAULT_GROUP,)) for n in newcomers])
-    return len(stored), len(parsed) - len(stored)
+    updated = sum(1 for p in parsed if p[0] in known)
+    return updated, len(parsed) - updated

@@ -61,7 +61,7 @@ _SCHEMA_V1 = [
         group_sync_status {text} NOT NULL DEFAULT 'synced'
             CHECK (group_sync_status IN ('synced', 'syncreq')),
         group_version {int} NOT NULL DEFAULT 0
-    )""",
+    ){frequentUpdates}""",
     "CREATE INDEX agent_name ON agent (name)",
     "CREATE INDEX agent_syncreq ON agent (id) WHERE sync_status = 'syncreq'",
     "CREATE INDEX agent_group_version ON agent (group_version)",
