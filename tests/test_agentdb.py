@@ -543,6 +543,90 @@ class _AgentInfoTests(_DatabaseMixin):
         )
         self.assertEqual(self.rows("master.db", "SELECT COUNT(*) FROM labels"), [(60,)])
 
+class _AgentInfoBatchTests(_DatabaseMixin):
+    @defer.inlineCallbacks
+    def test_duplicateRowsLikeInTurn(self):
+        """
+        A batch with several rows of one agent stores what storing them one
+        after the other stores: later text values win, a L{None} integer
+        keeps the earlier row's, the last labels given win; the agent is
+        counted once per row.
+        """
+        agents = keys((1, "a"), (2, "b"))
+        together = yield self.database("together.db", agents=agents)
+        inTurn = yield self.database("inturn.db", agents=agents)
+        rows = [
+            infoRow("001", os_name="A", last_keepalive=10, labels={"k": "1"}),
+            infoRow("002", status="disconnected"),
+            infoRow("001", os_name="B", last_keepalive=None, status_code=3, labels=None),
+            infoRow("001", os_name="C", disconnection_time=5, labels=None),
+            infoRow("009"),
+        ]
+        self.assertEqual((yield together.applyAgentInfo("w1", rows)), (4, 1))
+        for row in rows:
+            yield inTurn.applyAgentInfo("w1", [row])
+        for agentId in ("001", "002"):
+            one, other = (yield together.getAgent(agentId)), (yield inTurn.getAgent(agentId))
+            del one["date_add"], other["date_add"]
+            self.assertEqual(one, other)
+        agent = yield together.getAgent("001")
+        self.assertEqual(
+            (agent["os_name"], agent["last_keepalive"], agent["status_code"],
+             agent["disconnection_time"], agent["labels"]),
+            ("C", "1970-01-01T00:00:10+00:00", 3, 5, {"k": "1"}),
+        )
+
+    @defer.inlineCallbacks
+    def test_labelsReplacedOnlyWhenGiven(self):
+        """
+        Labels repeated unchanged stay; changed ones are replaced; an empty
+        dict clears them; no C{labels} keeps them.
+        """
+        db = yield self.database(agents=keys((1, "a")))
+        yield db.applyAgentInfo("w1", [infoRow("001", labels={"a": "1", "b": "2"})])
+        yield db.applyAgentInfo("w1", [infoRow("001", labels={"a": "1", "b": "2"})])
+        self.assertEqual((yield db.getAgent("001"))["labels"], {"a": "1", "b": "2"})
+        yield db.applyAgentInfo("w1", [infoRow("001", labels={"b": "3"})])
+        self.assertEqual((yield db.getAgent("001"))["labels"], {"b": "3"})
+        row = infoRow("001")
+        del row["labels"]
+        yield db.applyAgentInfo("w1", [row])
+        self.assertEqual((yield db.getAgent("001"))["labels"], {"b": "3"})
+        yield db.applyAgentInfo("w1", [infoRow("001", labels={})])
+        self.assertEqual((yield db.getAgent("001"))["labels"], {})
+
+    @defer.inlineCallbacks
+    def test_manyRowsInOneBatch(self):
+        """
+        A batch larger than one C{IN} list (over 500 agents) is stored
+        whole, with its unknown agents counted.
+        """
+        db = yield self.database(agents=keys(*[(n, f"a{n}") for n in range(1, 1201)]))
+        rows = [infoRow(f"{n:03d}", os_name=f"os{n}", labels={"n": str(n)})
+                for n in range(1, 1301)]
+        self.assertEqual((yield db.applyAgentInfo("w1", rows)), (1200, 100))
+        self.assertEqual((yield db.countActiveAgents("w1")), 1200)
+        agent = yield db.getAgent("1200")
+        self.assertEqual((agent["os_name"], agent["labels"], agent["groups"]),
+                         ("os1200", {"n": "1200"}, [DEFAULT_GROUP]))
+
+    @defer.inlineCallbacks
+    def test_nulCharacterRefused(self):
+        """
+        A text value neither backend can store as given (a NUL character on
+        PostgreSQL) fails the batch as malformed or stores it unchanged:
+        never a half-stored batch.
+        """
+        db = yield self.database(agents=keys((1, "a"), (2, "b")))
+        rows = [infoRow("001", os_name="fine"), infoRow("002", os_name="bad\0x")]
+        try:
+            yield db.applyAgentInfo("w1", rows)
+        except ValueError:
+            self.assertIsNone((yield db.getAgent("001"))["os_name"])
+        else:
+            self.assertEqual((yield db.getAgent("002"))["os_name"], "bad\0x")
+
+
 class _GroupSyncTests(_DatabaseMixin):
     @defer.inlineCallbacks
     def test_groupVersioning(self):
@@ -713,6 +797,26 @@ class _GroupSyncTests(_DatabaseMixin):
             )
         self.assertEqual(tables[0], tables[1])
         self.assertEqual(len(tables[0]), 20 * 2 + 40 + 20)
+
+    @defer.inlineCallbacks
+    def test_setGroupsOfAgents(self):
+        """
+        Many agents get the same groups in one change, one new version;
+        unknown IDs are skipped, 000 and bad group names refused.
+        """
+        db = yield self.database(agents=keys(*[(n, f"a{n}") for n in range(1, 31)]))
+        yield db.setAgentGroups("030", ["keep"])
+        result = yield db.setGroupsOfAgents(
+            [f"{n:03d}" for n in range(1, 26)] + ["077"], ["g1", "default"])
+        self.assertEqual(result, (2, 25))
+        self.assertEqual(
+            (yield db.groupChangesSince(1)),
+            ([(f"{n:03d}", ["g1", "default"], 2) for n in range(1, 26)], 2),
+        )
+        error = yield self.assertFailure(db.setGroupsOfAgents(["000"], ["g"]), ClusterError)
+        self.assertEqual(error.code, 1703)
+        error = yield self.assertFailure(db.setGroupsOfAgents(["001"], ["a b"]), ClusterError)
+        self.assertEqual(error.code, 1722)
 
     @defer.inlineCallbacks
     def test_groupSnapshot(self):
@@ -914,5 +1018,6 @@ for _name, _mixin in [
     ("AgentInfoTests", _AgentInfoTests),
     ("GroupSyncTests", _GroupSyncTests),
     ("ConcurrentWriterTests", _ConcurrentWriterTests),
+    ("AgentInfoBatchTests", _AgentInfoBatchTests),
 ]:
     allBackends(_name, _mixin, globals())

@@ -77,9 +77,12 @@ def redactDsn(dsn):
     return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
 
 
-def dsnProblem(dsn):
+def dsnProblem(dsn, passwordHint="agent_store.password_file"):
     """
     What is wrong with a DSN given for the C{postgresql} backend.
+
+    @param passwordHint: where the password belongs instead (named when the
+        DSN holds one).
 
     @return: the problem as text (never quoting a password), or L{None}.
     """
@@ -91,7 +94,7 @@ def dsnProblem(dsn):
     if parts.scheme not in _URI_SCHEMES:
         return "expected postgresql://USER@HOST:PORT/DB"
     if parts.password is not None:
-        return "it holds a password: put the password in agent_store.password_file"
+        return f"it holds a password: put the password in {passwordHint}"
     if not parts.hostname and "host=" not in parts.query:
         return "it names no host"
     if not parts.path.strip("/"):

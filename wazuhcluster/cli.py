@@ -76,6 +76,16 @@ def _parser():
     report.add_argument("--version", default=None)
     report.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
 
+    migrate = commands.add_parser(
+        "migrate-agents", help="copy the node's SQLite agent database into PostgreSQL")
+    migrate.add_argument("--home", required=True)
+    migrate.add_argument("--to", required=True, dest="target",
+                         metavar="postgresql://USER@HOST:PORT/DB")
+    migrate.add_argument("--password-file", default=None,
+                         help="a file whose first line is the PostgreSQL password")
+    migrate.add_argument("--replace", action="store_true",
+                         help="delete the agents the target already holds")
+
     demo = commands.add_parser("demo", help="run a local demo cluster on loopback")
     demo.add_argument("--dir", default="demo", help="where to create the demo (default: ./demo)")
     demo.add_argument("--workers", type=int, default=2)
@@ -180,6 +190,13 @@ def runAgent(args, out, err):
                                 labels=args.label, out=out, err=err)
 
 
+def runMigrateAgents(args, out, err):
+    from wazuhcluster.agentmigrate import migrateAgents
+
+    return migrateAgents(args.home, args.target, passwordFile=args.password_file,
+                         replace=args.replace, out=out, err=err)
+
+
 def runDemo(args, out, err):
     from wazuhcluster.demo import runDemo as demo
 
@@ -192,6 +209,7 @@ _RUNNERS = {
     "control": runControl,
     "agent": runAgent,
     "demo": runDemo,
+    "migrate-agents": runMigrateAgents,
 }
 
 

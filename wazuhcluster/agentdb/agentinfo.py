@@ -168,23 +168,25 @@ def _merged(parsed):
     it keeps the earlier row's value, as storing them one after the other
     would; its labels are those of its last row that has labels.
 
-    @return: C{{number: (values, labels)}}.
+    @return: C{{number: (number, values, labels)}}.
     """
+    rows = {row[0]: row for row in parsed}
+    if len(rows) == len(parsed) and 0 not in rows:
+        return rows
     rows = {}
     for number, values, labels in parsed:
         if number <= 0:
             continue
         earlier = rows.get(number)
         if earlier is not None:
-            before, beforeLabels = earlier
             values = list(values)
             for index in _INT_POSITIONS:
                 if values[index] is None:
-                    values[index] = before[index]
+                    values[index] = earlier[1][index]
             values = tuple(values)
             if labels is None:
-                labels = beforeLabels
-        rows[number] = (values, labels)
+                labels = earlier[2]
+        rows[number] = (number, values, labels)
     return rows
 
 
@@ -226,24 +228,27 @@ def txnApplyAgentInfo(txn, nodeName, rows):
     ]
     merged = _merged(parsed)
     known = _knownAgents(txn, sorted(merged))
-    stored = [n for n in sorted(merged) if n in known]
+    stored = [merged[n] for n in sorted(known)]
     txn.dialect.updateMany(
         txn,
         "agent",
         _APPLY_COLUMNS,
-        [(*merged[n][0], nodeName, n) for n in stored],
+        [(*values, nodeName, n) for n, values, _ in stored],
         keep=INT_FIELDS,
     )
     # Labels are replaced only where given and changed: most reports repeat
     # them.
-    given = [n for n in stored if merged[n][1] is not None]
-    storedLabels = _storedLabels(txn, given)
-    replaceLabels(
-        txn, [(n, merged[n][1]) for n in given if merged[n][1] != storedLabels[n]]
-    )
-    seenActive = {p[0] for p in parsed if p[1][STATUS_INDEX] == "active"}
-    newcomers = [n for n in stored if known[n] and n in seenActive]
+    given = [(n, labels) for n, _, labels in stored if labels is not None]
+    storedLabels = _storedLabels(txn, [n for n, _ in given])
+    replaceLabels(txn, [(n, labels) for n, labels in given if labels != storedLabels[n]])
+    newcomers = [n for n, isNew in known.items() if isNew]
     if newcomers:
-        assignGroups(txn, [(n, (DEFAULT_GROUP,)) for n in newcomers])
-    updated = sum(1 for p in parsed if p[0] in known)
+        seenActive = {p[0] for p in parsed if p[1][STATUS_INDEX] == "active"}
+        newcomers = sorted(n for n in newcomers if n in seenActive)
+        if newcomers:
+            assignGroups(txn, [(n, (DEFAULT_GROUP,)) for n in newcomers])
+    if len(merged) == len(parsed):
+        updated = len(stored)
+    else:
+        updated = sum(1 for p in parsed if p[0] in known)
     return updated, len(parsed) - updated
