@@ -5,7 +5,6 @@ Tests for the C{agent_store} section of cluster.json
 (L{wazuhcluster.agentdb.stores}) and for how C{check-config} shows it.
 """
 
-import io
 import json
 
 from twisted.internet import defer, reactor, task

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb -*-
+# -*- test-case-name: tests.test_agentdb,tests.test_agentdb_agentinfo,tests.test_agentdb_groups -*-
 """
 The agent database: L{AgentDatabase}, the SQLite and PostgreSQL backends of
 L{wazuhcluster.agentstore.IAgentStore}.
@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from wazuhcluster.agentdb import agentinfo, management, schema
 from wazuhcluster.agentdb import groups as grouping
-from wazuhcluster.agentdb.agentinfo import APPLY_SQL as _APPLY_SQL
+from wazuhcluster.agentdb.agentinfo import APPLY_SQL as _APPLY_SQL  # noqa: F401 (bench_agents)
 from wazuhcluster.agentdb.connection import (
     DATABASE_MODE,
     BlockingPool,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb -*-
+# -*- test-case-name: tests.test_agentdb_agentinfo -*-
 """
 Agent info (worker to master, WAZUH.md section 4.5).
 

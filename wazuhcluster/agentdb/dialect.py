@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb -*-
+# -*- test-case-name: tests.test_agentdb,tests.test_agentdb_agentinfo,tests.test_agentdb_groups -*-
 """
 The one place where SQLite and PostgreSQL differ.
 

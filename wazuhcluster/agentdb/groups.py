@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb -*-
+# -*- test-case-name: tests.test_agentdb_groups -*-
 """
 Agent groups: assignments, their versions, the global hash and snapshots.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb,tests.test_agentdb_postgres -*-
+# -*- test-case-name: tests.test_agentdb_postgres,tests.test_agentdb -*-
 """
 Connections to a PostgreSQL agent store, with C{psycopg} (version 3)
 through the same L{twisted.enterprise.adbapi} pool as SQLite.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agentdb -*-
+# -*- test-case-name: tests.test_agentdb,tests.test_agentdb_agentinfo -*-
 """
 The values of the agent database: its constants, agent IDs, group names and
 hashes, and the validated agent-info row (L{AgentInfo}).  Everything here is
