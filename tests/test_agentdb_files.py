@@ -5,13 +5,19 @@ happens when it is damaged (L{wazuhcluster.agentdb.connection}).
 """
 
 import os
+import sqlite3
 import stat
 
 from twisted.internet import defer, reactor
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from wazuhcluster.agentdb import DATABASE_MODE, AgentDatabase, checkAgentDatabase
+from wazuhcluster.agentdb import (
+    DATABASE_MODE,
+    SCHEMA_VERSION,
+    AgentDatabase,
+    checkAgentDatabase,
+)
 from wazuhcluster.errors import ClusterError
 
 
@@ -140,6 +146,22 @@ class CorruptDatabaseTests(TestCase):
         content[2 * 4096 : 4 * 4096] = os.urandom(2 * 4096)
         self.path.setContent(bytes(content))
         self.assertClear(self.assertRaises(ClusterError, checkAgentDatabase, self.path))
+
+    @defer.inlineCallbacks
+    def test_checkNewerSchema(self):
+        """
+        L{checkAgentDatabase} refuses a database of a newer schema version.
+        """
+        db = AgentDatabase.openBlocking(self.path, managerName="m")
+        yield db.close()
+        connection = sqlite3.connect(self.path.path)
+        with connection:
+            connection.execute(
+                "UPDATE metadata SET value = ? WHERE key = 'db_version'", (SCHEMA_VERSION + 1,)
+            )
+        connection.close()
+        error = self.assertRaises(ClusterError, checkAgentDatabase, self.path)
+        self.assertIn("newer than the supported version", str(error))
 
     @defer.inlineCallbacks
     def test_checkGood(self):

@@ -22,6 +22,7 @@ from twisted.internet.defer import fail, succeed
 from twisted.python.failure import Failure
 
 from wazuhcluster.agentdb.dialect import BUSY_TIMEOUT_MS, SQLITE
+from wazuhcluster.agentdb.schema import SCHEMA_VERSION
 from wazuhcluster.errors import ClusterError
 
 #: The mode of the database file and of its C{-wal} and C{-shm} files: they
@@ -258,6 +259,7 @@ def checkAgentDatabase(path):
     try:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         rows = connection.execute("PRAGMA quick_check").fetchall()
+        version = _storedVersion(connection)
     except sqlite3.Error as e:
         if isCorruption(e):
             raise corruptError(path, e)
@@ -269,3 +271,23 @@ def checkAgentDatabase(path):
     problems = [row[0] for row in rows if row[0] != "ok"]
     if problems:
         raise corruptError(path, "; ".join(problems[:3]))
+    if version > SCHEMA_VERSION:
+        raise ClusterError(
+            f"The agent database {path.path} has schema version {version}, newer "
+            f"than the supported version {SCHEMA_VERSION}: run the version of "
+            f"wazuh-cluster that wrote it",
+            DATABASE_ERROR,
+        )
+
+
+def _storedVersion(connection):
+    """
+    The schema version stored in an open SQLite database (0 if none).
+    """
+    found = connection.execute(SQLITE.tableExists, ("metadata",)).fetchone()
+    if found is None:
+        return 0
+    row = connection.execute(
+        "SELECT value FROM metadata WHERE key = 'db_version'"
+    ).fetchone()
+    return int(row[0]) if row else 0

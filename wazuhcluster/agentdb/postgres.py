@@ -24,12 +24,24 @@ CONNECT_TIMEOUT = 10
 #: What the server sees as the client.
 APPLICATION_NAME = "wazuh-cluster"
 
+#: TCP settings that make a silent server (a cut network, a frozen host) a
+#: lost connection within seconds instead of a thread blocked for good:
+#: keep-alive probes, and at most 15 s of unacknowledged data.
+TCP_SETTINGS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 15000,
+}
+
 
 def _connectArguments(password):
     arguments = {
         "connect_timeout": CONNECT_TIMEOUT,
         "application_name": APPLICATION_NAME,
         "autocommit": True,
+        **TCP_SETTINGS,
     }
     if password is not None:
         arguments["password"] = password
