@@ -26,15 +26,8 @@ from wazuhcluster.clientkeys import formatAgentId, parseAgentId
 #: statements once there are at least this many of them.
 SET_BASED_MIN = 16
 
-#: Agent numbers per C{IN (...)} list.
+#: Agent numbers per C{IN (...)} list (or array on PostgreSQL).
 IN_BATCH = 500
-
-
-def inList(count):
-    """
-    The C{(?, ?, ...)} of an C{IN} list of C{count} values.
-    """
-    return "(" + ",".join("?" * count) + ")"
 
 
 def batches(numbers):
@@ -131,18 +124,20 @@ def _writeSharedGroups(txn, numbers, groups, version, syncStatus):
         txn.execute('SELECT id FROM "group" WHERE name = ?', (name,))
         groupIds.append(txn.value())
     for batch in batches(numbers):
-        marks = inList(len(batch))
+        condition, params = txn.dialect.matching("id", batch)
         txn.execute(
             'UPDATE agent SET "group" = ?, group_hash = ?, group_version = ?, '
-            f"group_sync_status = ? WHERE id IN {marks}",
-            (column, hashed, version, syncStatus, *batch),
+            f"group_sync_status = ? WHERE {condition}",
+            (column, hashed, version, syncStatus, *params),
         )
-        txn.execute(f"DELETE FROM belongs WHERE id_agent IN {marks}", batch)
+        condition, params = txn.dialect.matching("id_agent", batch)
+        txn.execute(f"DELETE FROM belongs WHERE {condition}", params)
+        condition, params = txn.dialect.matching("id", batch)
         for priority, groupId in enumerate(groupIds):
             txn.execute(
                 "INSERT INTO belongs (id_agent, id_group, priority) "
-                f"SELECT id, ?, ? FROM agent WHERE id IN {marks}",
-                (groupId, priority, *batch),
+                f"SELECT id, ?, ? FROM agent WHERE {condition}",
+                (groupId, priority, *params),
             )
 
 
@@ -170,7 +165,8 @@ def knownAgents(txn, numbers):
     wanted = sorted({n for n in numbers if n > 0})
     known = set()
     for batch in batches(wanted):
-        txn.execute(f"SELECT id FROM agent WHERE id IN {inList(len(batch))}", batch)
+        condition, params = txn.dialect.matching("id", batch)
+        txn.execute(f"SELECT id FROM agent WHERE {condition}", params)
         known.update(row[0] for row in txn.fetchall())
     return known
 
