@@ -204,11 +204,7 @@ def run(reactor, options):
         yield waitForHashes(reactor, master, workerHomes)
         numbers = list(range(1, min(options.group_change, options.agents) + 1))
 
-        @agentdb._writes
-        def moveAgents(txn):
-            return agentdb._assignGroups(txn, [(n, ("bench", "default")) for n in numbers])
-
-        yield master.agents.slot.database._pool.runInteraction(moveAgents)
+        yield master.agents.slot.database.setGroupsOfAgents(numbers, ("bench", "default"))
         started = time.perf_counter()
         yield master.agents.refreshGroups()
         yield waitForHashes(reactor, master, workerHomes)

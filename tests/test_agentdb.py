@@ -1,71 +1,24 @@
 # -*- test-case-name: tests.test_agentdb -*-
 """
-Tests for L{wazuhcluster.agentdb}.
+Tests for L{wazuhcluster.agentdb}: schema, management, client.keys
+reconciliation, concurrent writers.
 
-Every behaviour is checked twice: through the thread pool of
-L{twisted.enterprise.adbapi} (as the daemons use it, with the real reactor)
-and through L{AgentDatabase.openBlocking} (as the CLI uses it).
+Every test runs on SQLite and PostgreSQL, threaded and blocking
+(L{tests.agentdbcases.allBackends}).
 """
 
-import sqlite3
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
-from twisted.internet import defer, reactor
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase, TestCase
-
-from wazuhcluster.agentdb import (
-    AGENT_INFO_FIELDS,
-    DEFAULT_GROUP,
-    SCHEMA_VERSION,
-    AgentDatabase,
-    AgentInfo,
-    groupHash,
-)
+from tests.agentdbcases import KEY, DatabaseMixin, allBackends, keys
+from wazuhcluster.agentdb import SCHEMA_VERSION, groupHash
+from wazuhcluster.agentstore import IAgentStore
 from wazuhcluster.clientkeys import ClientKey
 from wazuhcluster.errors import ClusterError
 
-KEY = "0" * 64
 
-
-def keys(*specs):
-    """
-    L{ClientKey}s from C{(id, name)} pairs, IP C{any}.
-    """
-    return [ClientKey(f"{n:03d}", name, "any", KEY) for n, name in specs]
-
-
-def infoRow(agentId, status="active", **fields):
-    """
-    An agent-info row as a worker sends it.
-    """
-    row = {name: None for name in AGENT_INFO_FIELDS}
-    row.update(id=agentId, connection_status=status, labels={}, sync_version=1)
-    row.update(fields)
-    return row
-
-
-class _DatabaseMixin:
-    """
-    Helpers to open databases; C{openDatabase} is provided per pool kind.
-    """
-
-    def setUp(self):
-        self.dir = FilePath(self.mktemp())
-
-    @defer.inlineCallbacks
-    def database(self, name="global.db", agents=()):
-        """
-        Open a database in the test's directory, closed at cleanup, holding
-        C{agents} (from C{client.keys} entries).
-        """
-        db = yield self.openDatabase(self.dir.child(name))
-        self.addCleanup(db.close)
-        if agents:
-            yield db.reconcileClientKeys(agents)
-        return db
-
-
-class _SchemaTests(_DatabaseMixin):
+class _SchemaTests(DatabaseMixin):
     @defer.inlineCallbacks
     def test_created(self):
         """
@@ -75,29 +28,33 @@ class _SchemaTests(_DatabaseMixin):
         """
         db = yield self.database()
         self.assertEqual((yield db.schemaVersion()), SCHEMA_VERSION)
-        self.assertEqual((yield db.journalMode()), "wal")
+        self.assertEqual((yield db.journalMode()), self.journalMode)
+        self.assertEqual(db.backend, self.backend)
         self.assertEqual((yield db.listAgents()), [])
         self.assertIsNone((yield db.getAgent("000")))
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
         self.assertEqual(
-            connection.execute("SELECT id, name FROM agent").fetchall(),
-            [(0, "manager")],
+            self.rows("global.db", "SELECT id, name FROM agent"), [(0, "manager")]
         )
-        tables = {
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-            )
-        }
-        self.assertTrue({"metadata", "agent", "labels", "group", "belongs"} <= tables)
+        self.assertTrue(
+            {"metadata", "agent", "labels", "group", "belongs", "pending_groups"}
+            <= self.tableNames("global.db")
+        )
+
+    @defer.inlineCallbacks
+    def test_providesAgentStore(self):
+        """
+        L{AgentDatabase} provides L{IAgentStore}, every method with its
+        declared signature.
+        """
+        db = yield self.database()
+        self.assertTrue(verifyObject(IAgentStore, db))
 
     @defer.inlineCallbacks
     def test_reopen(self):
         """
         Reopening a database keeps its content and version.
         """
-        db = yield self.openDatabase(self.dir.child("global.db"))
+        db = yield self.openDatabase("global.db")
         yield db.addAgent("001", "a", "any", KEY, ["g1"])
         yield db.close()
         db = yield self.database()
@@ -111,22 +68,18 @@ class _SchemaTests(_DatabaseMixin):
         A database written by a newer schema version is refused with a
         clear error instead of being used.
         """
-        db = yield self.openDatabase(self.dir.child("global.db"))
+        db = yield self.openDatabase("global.db")
         yield db.close()
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        with connection:
-            connection.execute(
-                "UPDATE metadata SET value = ? WHERE key = 'db_version'",
-                (SCHEMA_VERSION + 1,),
-            )
-        connection.close()
-        error = yield self.assertFailure(
-            self.openDatabase(self.dir.child("global.db")), ClusterError
+        self.rows(
+            "global.db",
+            "UPDATE metadata SET value = ? WHERE key = 'db_version'",
+            (SCHEMA_VERSION + 1,),
         )
+        error = yield self.assertFailure(self.openDatabase("global.db"), ClusterError)
         self.assertIn("newer than the supported version", str(error))
 
 
-class _ManagementTests(_DatabaseMixin):
+class _ManagementTests(DatabaseMixin):
     @defer.inlineCallbacks
     def test_addListRemove(self):
         """
@@ -200,10 +153,8 @@ class _ManagementTests(_DatabaseMixin):
         yield db.addAgent("001", "a", "any", KEY, ["g1"])
         yield db.reportAgent("001", labels={"k": "v"}, now=10)
         yield db.removeAgent("001")
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("SELECT * FROM labels").fetchall(), [])
-        self.assertEqual(connection.execute("SELECT * FROM belongs").fetchall(), [])
+        self.assertEqual(self.rows("global.db", "SELECT * FROM labels"), [])
+        self.assertEqual(self.rows("global.db", "SELECT * FROM belongs"), [])
 
     @defer.inlineCallbacks
     def test_groupsStoredInBelongs(self):
@@ -214,13 +165,12 @@ class _ManagementTests(_DatabaseMixin):
         db = yield self.database(agents=keys((1, "a")))
         yield db.setAgentGroups("001", ["g2", "g1", "g2"])
         self.assertEqual((yield db.getAgent("001"))["groups"], ["g2", "g1"])
-        connection = sqlite3.connect(self.dir.child("global.db").path)
-        self.addCleanup(connection.close)
         self.assertEqual(
-            connection.execute(
+            self.rows(
+                "global.db",
                 'SELECT g.name, b.priority FROM belongs b JOIN "group" g '
-                "ON g.id = b.id_group ORDER BY b.priority"
-            ).fetchall(),
+                "ON g.id = b.id_group ORDER BY b.priority",
+            ),
             [("g2", 0), ("g1", 1)],
         )
 
@@ -250,7 +200,7 @@ class _ManagementTests(_DatabaseMixin):
         self.assertEqual((yield db.countActiveAgents("w3")), 0)
 
 
-class _ReconcileTests(_DatabaseMixin):
+class _ReconcileTests(DatabaseMixin):
     @defer.inlineCallbacks
     def test_reconcile(self):
         """
@@ -282,452 +232,55 @@ class _ReconcileTests(_DatabaseMixin):
         self.assertEqual((yield db.reconcileClientKeys(keys((1, "a")))), ([], []))
 
 
-class _AgentInfoTests(_DatabaseMixin):
-    @defer.inlineCallbacks
-    def test_reportMarksSyncreq(self):
-        """
-        A report stores status, OS, version, labels and node, and marks the
-        row for sync with a bumped C{sync_version}.
-        """
-        db = yield self.database(agents=keys((1, "a")))
-        version = yield db.reportAgent(
-            "001",
-            os={"os_name": "Ubuntu", "os_version": "22.04"},
-            version="Wazuh v4.14.0",
-            labels={"env": "prod"},
-            nodeName="worker1",
-            now=1700000000,
-        )
-        self.assertEqual(version, 1)
-        agent = yield db.getAgent("001")
-        self.assertEqual(agent["sync_status"], "syncreq")
-        self.assertEqual(agent["connection_status"], "active")
-        self.assertEqual(agent["os_name"], "Ubuntu")
-        self.assertEqual(agent["version"], "Wazuh v4.14.0")
-        self.assertEqual(agent["node_name"], "worker1")
-        self.assertEqual(agent["labels"], {"env": "prod"})
-        self.assertEqual(agent["last_keepalive"], "2023-11-14T22:13:20+00:00")
-        self.assertEqual((yield db.reportAgent("001", status="disconnected", now=5)), 2)
-        agent = yield db.getAgent("001")
-        self.assertEqual(agent["disconnection_time"], 5)
-        self.assertEqual(agent["os_name"], "Ubuntu")
-        self.assertEqual(agent["labels"], {"env": "prod"})
+class _ConcurrentWriterTests(DatabaseMixin):
+    """
+    Two masters (two connections to one database) and the CLI writing at
+    the same time.
+    """
 
     @defer.inlineCallbacks
-    def test_reportErrors(self):
+    def test_concurrentGroupChanges(self):
         """
-        Reporting an unknown agent fails with 1701 naming it; an invalid
-        status or OS field fails; nothing is marked.
+        Group changes made at the same time through two connections each
+        take a unique version, and every agent keeps the groups of the
+        change with its highest version.
         """
-        db = yield self.database(agents=keys((1, "a")))
-        error = yield self.assertFailure(db.reportAgent("009"), ClusterError)
-        self.assertEqual(error.code, 1701)
-        self.assertIn("009", str(error))
-        yield self.assertFailure(db.reportAgent("001", status="dancing"), ClusterError)
-        yield self.assertFailure(
-            db.reportAgent("001", os={"colour": "red"}), ValueError
+        one = yield self.database("shared", agents=keys(*[(n, f"a{n}") for n in range(1, 11)]))
+        two = yield self.database("shared")
+        changes = [(f"{i % 10 + 1:03d}", [f"g{i}"]) for i in range(40)]
+        versions = yield defer.gatherResults(
+            [(one, two)[i % 2].setAgentGroups(agentId, groups)
+             for i, (agentId, groups) in enumerate(changes)]
         )
-        self.assertEqual((yield db.agentInfoToSync()), [])
+        self.assertEqual(sorted(versions), list(range(1, 41)))
+        latest = {}
+        for (agentId, groups), version in zip(changes, versions):
+            if version > latest.get(agentId, (0, None))[0]:
+                latest[agentId] = (version, groups)
+        rows, current = yield two.groupChangesSince(0)
+        self.assertEqual(current, 40)
+        self.assertEqual({agentId: (v, g) for agentId, g, v in rows}, latest)
 
     @defer.inlineCallbacks
-    def test_toSyncAndMarkSynced(self):
+    def test_concurrentAddSameName(self):
         """
-        Marked rows are read with their versions and labels, by ID, up to a
-        limit and after a given ID; once marked synced they are not read
-        again.
+        Adding agents of the same name through two connections at the same
+        time: one add wins, the other fails with 1705.
         """
-        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
-        yield db.reportAgent("003", labels={"x": "3"}, now=1)
-        yield db.reportAgent("001", labels={"x": "1"}, now=1)
-        yield db.reportAgent("001", now=2)
-        rows = yield db.agentInfoToSync(limit=1)
-        self.assertEqual(
-            [(r["id"], r["sync_version"], r["labels"]) for r in rows],
-            [("001", 2, {"x": "1"})],
-        )
-        rows = yield db.agentInfoToSync(limit=5, afterId="001")
-        self.assertEqual([(r["id"], r["labels"]) for r in rows], [("003", {"x": "3"})])
-        rows = yield db.agentInfoToSync()
-        self.assertEqual(
-            [(r["id"], r["labels"]) for r in rows],
-            [("001", {"x": "1"}), ("003", {"x": "3"})],
-        )
-        self.assertEqual(
-            set(rows[0]), set(AGENT_INFO_FIELDS) | {"id", "sync_version", "labels"}
-        )
-        marked = yield db.markAgentInfoSynced(
-            [(r["id"], r["sync_version"]) for r in rows]
-        )
-        self.assertEqual(marked, 2)
-        self.assertEqual((yield db.agentInfoToSync()), [])
-
-    @defer.inlineCallbacks
-    def test_rowChangedDuringSyncStaysMarked(self):
-        """
-        A row reported again after it was read for a sync is not marked
-        synced by that sync's acknowledgement: it is sent next time, with
-        its new data.
-        """
-        db = yield self.database(agents=keys((1, "a"), (2, "b")))
-        yield db.reportAgent("001", os={"os_name": "old"}, now=1)
-        yield db.reportAgent("002", now=1)
-        sent = yield db.agentInfoToSync()
-        yield db.reportAgent("001", os={"os_name": "new"}, now=2)
-        marked = yield db.markAgentInfoSynced(
-            [(r["id"], r["sync_version"]) for r in sent]
-        )
-        self.assertEqual(marked, 1)
-        pending = yield db.agentInfoToSync()
-        self.assertEqual([(r["id"], r["os_name"]) for r in pending], [("001", "new")])
-        self.assertEqual((yield db.getAgent("001"))["sync_status"], "syncreq")
-        self.assertEqual((yield db.getAgent("002"))["sync_status"], "synced")
-
-    @defer.inlineCallbacks
-    def test_applyAgentInfoKnownOnly(self):
-        """
-        The master stores rows of agents it knows (fields, labels replaced,
-        C{node_name} of the sending worker) and counts the others without
-        creating them.
-        """
-        master = yield self.database("master.db", agents=keys((1, "a"), (2, "b")))
-        yield master.reportAgent("002", labels={"old": "1"}, now=1)
-        rows = [
-            infoRow(
-                "001",
-                os_name="Debian",
-                version="v1",
-                last_keepalive=50,
-                labels={"k": "v"},
-            ),
-            infoRow("002", status="disconnected", disconnection_time=60),
-            infoRow("009"),
-        ]
-        self.assertEqual((yield master.applyAgentInfo("worker1", rows)), (2, 1))
-        first = yield master.getAgent("001")
-        self.assertEqual(
-            (first["os_name"], first["version"], first["node_name"], first["labels"]),
-            ("Debian", "v1", "worker1", {"k": "v"}),
-        )
-        second = yield master.getAgent("002")
-        self.assertEqual(
-            (
-                second["connection_status"],
-                second["disconnection_time"],
-                second["labels"],
-            ),
-            ("disconnected", 60, {}),
-        )
-        self.assertIsNone((yield master.getAgent("009")))
-        self.assertEqual((yield master.countActiveAgents("worker1")), 1)
-
-    @defer.inlineCallbacks
-    def test_applyAgentInfoFromWorker(self):
-        """
-        Rows read on a worker with L{AgentDatabase.agentInfoToSync} are
-        stored on the master as reported.
-        """
-        worker = yield self.database("worker.db", agents=keys((1, "a")))
-        master = yield self.database("master.db", agents=keys((1, "a")))
-        yield worker.reportAgent(
-            "001",
-            os={"os_name": "Alma", "os_arch": "x86_64"},
-            labels={"a": "b"},
-            nodeName="worker1",
-            now=100,
-        )
-        rows = yield worker.agentInfoToSync()
-        self.assertEqual((yield master.applyAgentInfo("worker1", rows)), (1, 0))
-        agent = yield master.getAgent("001")
-        self.assertEqual(
-            (
-                agent["os_name"],
-                agent["os_arch"],
-                agent["labels"],
-                agent["last_keepalive"],
-            ),
-            ("Alma", "x86_64", {"a": "b"}, "1970-01-01T00:01:40+00:00"),
-        )
-
-    @defer.inlineCallbacks
-    def test_applyAgentInfoMalformed(self):
-        """
-        A batch with a malformed row is refused as a whole: nothing is
-        stored.
-        """
-        master = yield self.database(agents=keys((1, "a"), (2, "b")))
-        for bad in [
-            infoRow("abc"),
-            infoRow("002", status="dancing"),
-            infoRow("002", status_code="zero"),
-            infoRow("002", os_name=["x"]),
-            infoRow("002", labels={"k": 1}),
-        ]:
-            yield self.assertFailure(
-                master.applyAgentInfo("w1", [infoRow("001", os_name="X"), bad]),
-                ValueError,
+        one = yield self.database("shared")
+        two = yield self.database("shared")
+        results = []
+        for n in range(1, 41, 2):
+            pair = yield defer.DeferredList(
+                [one.addAgent(n, f"same{n}", "any", KEY),
+                 two.addAgent(n + 1, f"same{n}", "any", KEY)],
+                consumeErrors=True,
             )
-        self.assertIsNone((yield master.getAgent("001"))["os_name"])
+            results.append(sorted(
+                "ok" if ok else str(value.value.code) for ok, value in pair))
+        self.assertEqual(results, [["1705", "ok"]] * 20)
+        self.assertEqual(len((yield one.listAgents())), 20)
 
-    @defer.inlineCallbacks
-    def test_defaultGroupOnFirstActive(self):
-        """
-        An agent seen active for the first time with no group gets
-        C{default} with a new group version; an agent with groups, one only
-        seen disconnected, and one whose groups were cleared on purpose do
-        not.
-        """
-        master = yield self.database(
-            agents=keys((1, "a"), (2, "b"), (3, "c"), (4, "d"))
-        )
-        yield master.setAgentGroups("002", ["g1"])
-        yield master.setAgentGroups("004", [])
-        rows = [
-            infoRow("001"),
-            infoRow("002"),
-            infoRow("003", status="disconnected"),
-            infoRow("004"),
-        ]
-        yield master.applyAgentInfo("w1", rows)
-        changes, current = yield master.groupChangesSince(2)
-        self.assertEqual(changes, [("001", [DEFAULT_GROUP], 3)])
-        self.assertEqual(current, 3)
-        yield master.applyAgentInfo("w1", rows)
-        self.assertEqual((yield master.groupChangesSince(3)), ([], 3))
-        self.assertEqual((yield master.getAgent("003"))["groups"], [])
-        self.assertEqual((yield master.getAgent("004"))["groups"], [])
-
-
-    @defer.inlineCallbacks
-    def test_defaultGroupForManyAgents(self):
-        """
-        Many agents seen active for the first time in one batch all get
-        C{default} with one new group version, in C{belongs} too; their
-        labels are replaced; already validated L{AgentInfo} rows are stored
-        like dicts.
-        """
-        agents = keys(*[(n, f"a{n}") for n in range(1, 61)])
-        master = yield self.database("master.db", agents=agents)
-        yield master.setAgentGroups("060", ["g1"])
-        for n in range(1, 61):
-            yield master.reportAgent(f"{n:03d}", labels={"old": "x"}, now=1)
-        rows = [infoRow(f"{n:03d}", labels={"k": str(n)}) for n in range(1, 31)]
-        rows += [
-            AgentInfo(n, tuple(infoRow("x")[f] for f in AGENT_INFO_FIELDS), {"k": str(n)})
-            for n in range(31, 61)
-        ]
-        self.assertEqual((yield master.applyAgentInfo("w1", rows)), (60, 0))
-        changes, current = yield master.groupChangesSince(1)
-        self.assertEqual(current, 2)
-        self.assertEqual(changes, [(f"{n:03d}", [DEFAULT_GROUP], 2) for n in range(1, 60)])
-        agent = yield master.getAgent("059")
-        self.assertEqual(
-            (agent["groups"], agent["group_hash"], agent["group_sync_status"],
-             agent["labels"], agent["node_name"]),
-            ([DEFAULT_GROUP], groupHash([DEFAULT_GROUP]), "syncreq", {"k": "59"}, "w1"),
-        )
-        self.assertEqual((yield master.getAgent("060"))["groups"], ["g1"])
-        connection = sqlite3.connect(self.dir.child("master.db").path)
-        self.addCleanup(connection.close)
-        self.assertEqual(
-            connection.execute(
-                'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
-                "ON g.id = b.id_group ORDER BY b.id_agent"
-            ).fetchall(),
-            [(n, DEFAULT_GROUP, 0) for n in range(1, 60)] + [(60, "g1", 0)],
-        )
-        self.assertEqual(
-            connection.execute("SELECT COUNT(*) FROM labels").fetchone()[0], 60
-        )
-
-class _GroupSyncTests(_DatabaseMixin):
-    @defer.inlineCallbacks
-    def test_groupVersioning(self):
-        """
-        Every assignment change takes the next global version;
-        C{groupChangesSince(n)} returns exactly the agents changed after
-        version C{n}, with the current version.
-        """
-        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
-        self.assertEqual((yield db.groupChangesSince(0)), ([], 0))
-        self.assertEqual((yield db.setAgentGroups("001", ["g1"])), 1)
-        self.assertEqual((yield db.setAgentGroups("002", ["g2", "g1"])), 2)
-        self.assertEqual((yield db.setAgentGroups("001", ["g3"])), 3)
-        yield db.addAgent("004", "d", "any", KEY, ["g4"])
-        self.assertEqual(
-            (yield db.groupChangesSince(2)),
-            ([("001", ["g3"], 3), ("004", ["g4"], 4)], 4),
-        )
-        self.assertEqual(
-            (yield db.groupChangesSince(0))[0],
-            [("001", ["g3"], 3), ("002", ["g2", "g1"], 2), ("004", ["g4"], 4)],
-        )
-        rows, current = yield db.allGroupAssignments()
-        self.assertEqual([r[0] for r in rows], ["001", "002", "003", "004"])
-        self.assertEqual(rows[2], ("003", [], 0))
-        self.assertEqual(current, 4)
-        agent = yield db.getAgent("002")
-        self.assertEqual(agent["group_hash"], groupHash(["g2", "g1"]))
-        self.assertEqual(agent["group_sync_status"], "syncreq")
-
-    @defer.inlineCallbacks
-    def test_globalHashEqualAfterApply(self):
-        """
-        A worker that applied the master's assignments has the master's
-        global group hash; the hash changes with any assignment and is
-        L{None} when no agent has a group.
-        """
-        agents = keys((1, "a"), (2, "b"), (3, "c"))
-        master = yield self.database("master.db", agents=agents)
-        worker = yield self.database("worker.db", agents=agents)
-        self.assertIsNone((yield master.globalGroupHash()))
-        self.assertIsNone((yield worker.globalGroupHash()))
-        yield master.setAgentGroups("001", ["g1"])
-        yield master.setAgentGroups("003", ["g2", "default"])
-        rows, _ = yield master.groupChangesSince(0)
-        self.assertEqual((yield worker.applyGroupAssignments(rows)), (2, 0))
-        masterHash = yield master.globalGroupHash()
-        self.assertIsNotNone(masterHash)
-        self.assertEqual((yield worker.globalGroupHash()), masterHash)
-        yield master.setAgentGroups("003", ["default", "g2"])
-        self.assertNotEqual((yield master.globalGroupHash()), masterHash)
-        agent = yield worker.getAgent("003")
-        self.assertEqual(
-            (agent["groups"], agent["group_version"], agent["group_sync_status"]),
-            (["g2", "default"], 2, "synced"),
-        )
-
-    @defer.inlineCallbacks
-    def test_globalHashSeesSwappedAssignments(self):
-        """
-        Two nodes whose agents hold the same groups but swapped have
-        different global hashes.
-        """
-        agents = keys((1, "a"), (2, "b"))
-        one = yield self.database("one.db", agents=agents)
-        two = yield self.database("two.db", agents=agents)
-        yield one.applyGroupAssignments([("001", ["g1"], 1), ("002", ["g2"], 1)])
-        yield two.applyGroupAssignments([("001", ["g2"], 1), ("002", ["g1"], 1)])
-        self.assertNotEqual(
-            (yield one.globalGroupHash()), (yield two.globalGroupHash())
-        )
-
-    @defer.inlineCallbacks
-    def test_fullApplyClearsAbsent(self):
-        """
-        A full apply clears the groups of agents absent from it; an
-        incremental apply leaves them alone.
-        """
-        worker = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
-        yield worker.applyGroupAssignments([("001", ["g1"], 1), ("002", ["g2"], 2)])
-        yield worker.applyGroupAssignments([("003", ["g3"], 3)])
-        groups = [a["groups"] for a in (yield worker.listAgents())]
-        self.assertEqual(groups, [["g1"], ["g2"], ["g3"]])
-        yield worker.applyGroupAssignments([("002", ["g9"], 7)], full=True)
-        groups = [a["groups"] for a in (yield worker.listAgents())]
-        self.assertEqual(groups, [[], ["g9"], []])
-
-    @defer.inlineCallbacks
-    def test_fullApplyMatchesMasterHash(self):
-        """
-        After a full apply of the master's whole table, a worker that had
-        diverged has the master's global hash.
-        """
-        agents = keys((1, "a"), (2, "b"), (3, "c"))
-        master = yield self.database("master.db", agents=agents)
-        worker = yield self.database("worker.db", agents=agents)
-        yield master.setAgentGroups("001", ["g1"])
-        yield worker.applyGroupAssignments([("002", ["stale"], 1), ("003", ["g3"], 1)])
-        rows, _ = yield master.allGroupAssignments()
-        yield worker.applyGroupAssignments(rows, full=True)
-        self.assertEqual(
-            (yield worker.globalGroupHash()), (yield master.globalGroupHash())
-        )
-
-    @defer.inlineCallbacks
-    def test_assignmentBeforeClientKeys(self):
-        """
-        An assignment received for an agent the worker does not know yet is
-        counted as pending and applied when C{client.keys} brings the agent.
-        """
-        worker = yield self.database(agents=keys((1, "a")))
-        result = yield worker.applyGroupAssignments(
-            [("001", ["g1"], 1), ("002", ["g2"], 2)]
-        )
-        self.assertEqual(result, (1, 1))
-        yield worker.reconcileClientKeys(keys((1, "a"), (2, "b")))
-        agent = yield worker.getAgent("002")
-        self.assertEqual((agent["groups"], agent["group_version"]), (["g2"], 2))
-
-    @defer.inlineCallbacks
-    def test_applyGroupAssignmentsMalformed(self):
-        """
-        Malformed assignment rows are refused as a whole.
-        """
-        worker = yield self.database(agents=keys((1, "a")))
-        yield self.assertFailure(
-            worker.applyGroupAssignments([("001", ["g1"], 1), ("x", ["g"], 1)]),
-            ValueError,
-        )
-        yield self.assertFailure(
-            worker.applyGroupAssignments([("001", ["g1"], "1")]), ValueError
-        )
-        yield self.assertFailure(
-            worker.applyGroupAssignments([("001", ["a,b"], 1)]), ClusterError
-        )
-        self.assertEqual((yield worker.getAgent("001"))["groups"], [])
-
-
-    @defer.inlineCallbacks
-    def test_sharedAssignmentsLikeSingleOnes(self):
-        """
-        Assignments applied many at a time (many agents sharing groups and
-        version) leave the same rows as the same assignments applied one by
-        one.
-        """
-        agents = keys(*[(n, f"a{n}") for n in range(1, 81)])
-        many = yield self.database("many.db", agents=agents)
-        single = yield self.database("single.db", agents=agents)
-        rows = [(f"{n:03d}", ["g2", "g1"], 5) for n in range(1, 41)]
-        rows += [(f"{n:03d}", ["g1"], 6) for n in range(41, 81)]
-        again = [(f"{n:03d}", ["g3"], 7) for n in range(21, 61)]
-        yield many.applyGroupAssignments(rows)
-        yield many.applyGroupAssignments(again)
-        for row in rows + again:
-            yield single.applyGroupAssignments([row])
-        self.assertEqual(
-            (yield many.globalGroupHash()), (yield single.globalGroupHash())
-        )
-        self.assertEqual((yield many.listAgents()), (yield single.listAgents()))
-        tables = []
-        for name in ("many.db", "single.db"):
-            connection = sqlite3.connect(self.dir.child(name).path)
-            self.addCleanup(connection.close)
-            tables.append(
-                connection.execute(
-                    'SELECT b.id_agent, g.name, b.priority FROM belongs b JOIN "group" g '
-                    "ON g.id = b.id_group ORDER BY b.id_agent, b.priority"
-                ).fetchall()
-            )
-        self.assertEqual(tables[0], tables[1])
-        self.assertEqual(len(tables[0]), 20 * 2 + 40 + 20)
-
-    @defer.inlineCallbacks
-    def test_groupSnapshot(self):
-        """
-        L{AgentDatabase.groupSnapshot} gives the changes after a version
-        (every assignment for L{None}), the current version and the global
-        hash, as the separate queries do.
-        """
-        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
-        self.assertEqual((yield db.groupSnapshot(0)), ([], 0, None))
-        yield db.setAgentGroups("001", ["g1"])
-        yield db.setAgentGroups("003", ["g2"])
-        expected = yield db.globalGroupHash()
-        self.assertEqual(
-            (yield db.groupSnapshot(1)), ([("003", ["g2"], 2)], 2, expected)
-        )
-        rows, version = yield db.allGroupAssignments()
-        self.assertEqual((yield db.groupSnapshot(None)), (rows, version, expected))
 
 class GroupHashTests(SynchronousTestCase):
     """
@@ -744,49 +297,10 @@ class GroupHashTests(SynchronousTestCase):
         self.assertIsNone(groupHash([]))
 
 
-class _ThreadedPool:
-    """
-    Open databases through the adbapi thread pool with the real reactor.
-    """
-
-    def openDatabase(self, path):
-        return AgentDatabase.open(path, reactor=reactor, managerName="manager")
-
-
-class _BlockingPool:
-    """
-    Open databases with L{AgentDatabase.openBlocking}, as the CLI does.
-    """
-
-    def openDatabase(self, path):
-        try:
-            return defer.succeed(
-                AgentDatabase.openBlocking(path, managerName="manager")
-            )
-        except Exception:
-            return defer.fail()
-
-
-def _both(name, mixin):
-    """
-    Make one test case class per pool kind from C{mixin}.
-    """
-    return (
-        type(f"{name}Threaded", (_ThreadedPool, mixin, TestCase), {}),
-        type(f"{name}Blocking", (_BlockingPool, mixin, TestCase), {}),
-    )
-
-
-SchemaTestsThreaded, SchemaTestsBlocking = _both("SchemaTests", _SchemaTests)
-ManagementTestsThreaded, ManagementTestsBlocking = _both(
-    "ManagementTests", _ManagementTests
-)
-ReconcileTestsThreaded, ReconcileTestsBlocking = _both(
-    "ReconcileTests", _ReconcileTests
-)
-AgentInfoTestsThreaded, AgentInfoTestsBlocking = _both(
-    "AgentInfoTests", _AgentInfoTests
-)
-GroupSyncTestsThreaded, GroupSyncTestsBlocking = _both(
-    "GroupSyncTests", _GroupSyncTests
-)
+for _name, _mixin in [
+    ("SchemaTests", _SchemaTests),
+    ("ManagementTests", _ManagementTests),
+    ("ReconcileTests", _ReconcileTests),
+    ("ConcurrentWriterTests", _ConcurrentWriterTests),
+]:
+    allBackends(_name, _mixin, globals())

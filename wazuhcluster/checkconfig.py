@@ -117,6 +117,21 @@ def _fileSetLines(fileset):
     return lines
 
 
+def _agentStoreLines(store):
+    """
+    The agent store: backend, DSN (any password masked) and password file.
+    """
+    from wazuhcluster.agentstoreitems import redactDsn
+
+    lines = ["Agent store (cluster.json):", f"  backend:       {store.backend}"]
+    if store.backend == "postgresql":
+        lines.append(f"  dsn:           {redactDsn(store.dsn)}")
+        lines.append(f"  password_file: {store.password_file or '(none)'}")
+    return lines
+
+
+
+
 def _loggingLines(formats):
     files = ["logs/cluster.log"]
     if "json" in formats:
@@ -139,6 +154,7 @@ def formatEffectiveConfig(config, items, formats=frozenset({"plain"})):
         _loggingLines(formats),
         _intervalLines(items),
         _fileSetLines(items.fileset),
+        _agentStoreLines(items.agentStore),
     ]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 

@@ -252,6 +252,24 @@ def _addDemo(commands):
                       help="the master's port (default: a free one, chosen at each run)")
 
 
+def _addMigrateAgents(commands):
+    migrate = _subparser(
+        commands, "migrate-agents", "copy the node's SQLite agent database into PostgreSQL",
+        "Copy a master's agent database (agents, labels, groups, versions) from\n"
+        "queue/db/global.db into a PostgreSQL database, in one transaction. A target\n"
+        "that already holds agents is refused unless --replace.",
+        "  wazuh-cluster migrate-agents --home /var/ossec \\\n"
+        "      --to postgresql://wazuh@db.example:5432/wazuh --password-file /root/pgpass")
+    _addHome(migrate)
+    migrate.add_argument("--to", required=True, dest="target",
+                         metavar="postgresql://USER@HOST:PORT/DB",
+                         help="the PostgreSQL database (no password in it)")
+    migrate.add_argument("--password-file", default=None,
+                         help="a file whose first line is the PostgreSQL password")
+    migrate.add_argument("--replace", action="store_true",
+                         help="delete the agents the target already holds")
+
+
 def buildParser():
     """
     The argument parser of C{wazuh-cluster}.
@@ -265,6 +283,7 @@ def buildParser():
     _addCheckConfig(commands)
     control = _addControl(commands)
     _addAgent(commands)
+    _addMigrateAgents(commands)
     _addDemo(commands)
     parser.controlParser = control
     return parser
@@ -367,6 +386,13 @@ def runAgent(args, out, err):
                                 labels=args.label or [], out=out, err=err)
 
 
+def runMigrateAgents(args, out, err):
+    from wazuhcluster.agentmigrate import migrateAgents
+
+    return migrateAgents(args.home, args.target, passwordFile=args.password_file,
+                         replace=args.replace, out=out, err=err)
+
+
 def runDemo(args, out, err):
     from wazuhcluster.demo import runDemo as demo
 
@@ -378,6 +404,7 @@ _RUNNERS = {
     "check-config": runCheckConfig,
     "control": runControl,
     "agent": runAgent,
+    "migrate-agents": runMigrateAgents,
     "demo": runDemo,
 }
 

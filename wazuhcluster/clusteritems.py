@@ -15,6 +15,7 @@ from importlib import resources
 
 from attrs import field, frozen
 
+from wazuhcluster.agentstoreitems import AgentStoreItems, buildAgentStore
 from wazuhcluster.errors import ConfigError
 from wazuhcluster.intervals import buildIntervals
 from wazuhcluster.ossecconf import readError
@@ -77,6 +78,7 @@ class ClusterItems:
     @ivar communication: the L{wazuhcluster.intervals.CommunicationIntervals}.
     @ivar fileset: the L{FileSet}.
     @ivar raw: the merged JSON document (for C{check-config}).
+    @ivar agentStore: the L{wazuhcluster.agentstoreitems.AgentStoreItems}.
     """
 
     worker: object
@@ -84,6 +86,7 @@ class ClusterItems:
     communication: object
     fileset: FileSet
     raw: dict = field(eq=False, repr=False)
+    agentStore: AgentStoreItems = AgentStoreItems()
 
 
 ITEM_REQUIRED_FIELDS = ("permissions", "files", "recursive", "remove_subdirs_if_empty")
@@ -435,6 +438,7 @@ def _buildItems(document, ctx):
         communication=communication,
         fileset=_buildFileSet(document["files"], ctx),
         raw=document,
+        agentStore=buildAgentStore(document["agent_store"], ctx.error),
     )
 
 
