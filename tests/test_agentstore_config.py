@@ -7,7 +7,7 @@ Tests for the C{agent_store} section of cluster.json
 
 import json
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -180,15 +180,6 @@ class OpenAgentStoreTests(TestCase):
         self.assertTrue(self.home.globalDb.exists())
         yield db.addAgent("001", "a", "any", "0" * 64)
         self.assertEqual(len((yield db.listAgents())), 1)
-
-    def test_sqliteWithClock(self):
-        """
-        With a reactor that runs no threads the blocking pool is used: the
-        store is there at once.
-        """
-        db = self.successResultOf(openAgentStore(self.home, self.items(), task.Clock(), "m"))
-        self.addCleanup(db.close)
-        self.assertEqual(self.successResultOf(db.listAgents()), [])
 
     def passwordItems(self, passwordFile):
         dsn, password = passwordDatabase(self)

@@ -8,6 +8,7 @@ import datetime
 import io
 import re
 import shutil
+import json
 import sqlite3
 import tempfile
 
@@ -286,6 +287,65 @@ class StartChecksTests(SynchronousTestCase):
         connection.commit()
         connection.close()
         self.assertProblem(self.worker, "worker", "schema version 99, newer than")
+
+    def test_agentDatabaseLeftAsItWas(self):
+        """
+        Checking a WAL database closed cleanly creates no C{-wal}/C{-shm}
+        file (which, made by root or an operator, the node could not open);
+        one whose WAL is there is read through it.
+        """
+        path = self.worker.globalDb
+        path.parent().makedirs(ignoreExistingDirectory=True)
+        connection = sqlite3.connect(path.path)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("CREATE TABLE metadata (key TEXT, value TEXT)")
+        connection.execute("INSERT INTO metadata VALUES ('db_version', '99')")
+        connection.commit()
+        connection.close()
+        self.assertProblem(self.worker, "worker", "schema version 99, newer than")
+        self.assertEqual(sorted(path.parent().listdir()), ["global.db"])
+        writer = sqlite3.connect(path.path)
+        self.addCleanup(writer.close)
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("UPDATE metadata SET value = '98'")
+        writer.commit()
+        self.assertProblem(self.worker, "worker", "schema version 98, newer than")
+
+    def test_agentDatabaseDamaged(self):
+        """
+        A database whose pages are damaged behind an intact header is
+        reported before the node starts.
+        """
+        path = self.worker.globalDb
+        path.parent().makedirs(ignoreExistingDirectory=True)
+        connection = sqlite3.connect(path.path)
+        connection.execute("CREATE TABLE t (x TEXT)")
+        connection.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 200)
+        connection.commit()
+        connection.close()
+        content = bytearray(path.getContent())
+        content[4096 * 2:4096 * 3] = b"\xff" * 4096
+        path.setContent(bytes(content))
+        self.assertProblem(self.worker, "worker", "The agent database")
+
+    def test_postgresqlOnWorker(self):
+        """
+        A worker cannot keep its agents in PostgreSQL: only masters share a
+        database.
+        """
+        self.worker.clusterJsonOverrides.setContent(json.dumps(
+            {"agent_store": {"backend": "postgresql",
+                             "dsn": "postgresql://u@127.0.0.1:1/db"}}).encode())
+        self.assertProblem(self.worker, "worker", "is for master nodes")
+
+    def test_postgresqlPasswordFile(self):
+        """
+        A master's PostgreSQL password file that cannot be read is reported.
+        """
+        self.master.clusterJsonOverrides.setContent(json.dumps(
+            {"agent_store": {"backend": "postgresql", "dsn": "postgresql://u@127.0.0.1:1/db",
+                             "password_file": "etc/missing.pass"}}).encode())
+        self.assertProblem(self.master, "master", "etc/missing.pass")
 
     def test_logFormat(self):
         """

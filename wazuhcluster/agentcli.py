@@ -8,7 +8,7 @@ C{Error <code> - <message>} with Wazuh's code, and exit status 1, never a
 traceback.
 
 The commands run in a short-lived process with no reactor, so they open the
-agent database with L{AgentDatabase.openBlocking}: the same interactions as
+agent store with L{openAgentStoreBlocking}: the same interactions as
 the daemon's, run at once. SQLite's locking (WAL, busy timeout) makes them
 safe beside a running daemon; C{client.keys} changes are serialised by
 L{lockClientKeys}.
@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from twisted.protocols.amp import AmpBox, parseString
 from twisted.python.failure import Failure
 
-from wazuhcluster.agentdb import OS_FIELDS, AgentDatabase
+from wazuhcluster.agentdb import OS_FIELDS, openAgentStoreBlocking
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
@@ -190,7 +191,7 @@ def _run(homePath, out, err, command, *args):
 
 @contextmanager
 def _database(home, config):
-    db = AgentDatabase.openBlocking(home.globalDb, managerName=config.node_name)
+    db = openAgentStoreBlocking(home, loadClusterItems(home), config.node_name)
     try:
         yield db
     finally:

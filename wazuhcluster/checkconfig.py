@@ -9,7 +9,6 @@ line each, on stderr) and exits 1.
 """
 
 import os
-import sqlite3
 
 import attrs
 from attrs import frozen
@@ -205,34 +204,33 @@ def homeLogFormats(home):
     return formats
 
 
-def agentStoreProblems(home):
+def agentStoreProblems(home, config, items):
     """
-    Whether the agent database the node would open is usable: when
-    C{queue/db/global.db} exists, it is an SQLite database of a schema this
-    version knows (read only: nothing is created or migrated).
+    Whether the agent store the node would open is usable, checked without
+    changing it: an SQLite C{queue/db/global.db} that exists must be an
+    intact database of a schema this version knows; a PostgreSQL store
+    belongs to masters only and needs its password file readable.
     """
-    from wazuhcluster.agentdb import SCHEMA_VERSION
+    from wazuhcluster.agentdb import checkAgentDatabase
+    from wazuhcluster.agentdb.stores import readPassword
 
-    path = home.globalDb.path
-    if not os.path.exists(path):
-        return []
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    store = items.agentStore if items is not None else None
+    if store is None or store.backend == "sqlite":
         try:
-            tables = {row[0] for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            version = 0
-            if "metadata" in tables:
-                row = connection.execute(
-                    "SELECT value FROM metadata WHERE key = 'db_version'").fetchone()
-                version = int(row[0]) if row else 0
-        finally:
-            connection.close()
-    except (sqlite3.Error, ValueError, TypeError) as e:
-        return [f"The agent database {path} cannot be read: {e}"]
-    if version > SCHEMA_VERSION:
-        return [f"The agent database {path} has schema version {version}, newer than "
-                f"the supported version {SCHEMA_VERSION}"]
+            checkAgentDatabase(home.globalDb)
+        except ClusterError as e:
+            return [str(e)]
+        return []
+    if store.backend == "postgresql":
+        if config is not None and config.node_type != "master":
+            return [f"agent_store.backend postgresql in {home.clusterJsonOverrides.path} "
+                    f"is for master nodes: a worker keeps its agents in SQLite"]
+        path = store.passwordPath(home)
+        if path is not None:
+            try:
+                readPassword(path)
+            except ClusterError as e:
+                return [str(e)]
     return []
 
 
@@ -305,7 +303,7 @@ def nodeProblems(home):
     problems += formatProblems
     if config is None or not config.disabled:
         problems += tlsProblems(home.sslDir, config)
-        problems += agentStoreProblems(home)
+        problems += agentStoreProblems(home, config, items)
         problems += writableProblems(home)
         problems += socketProblems(home)
     return NodeCheck(config, items, formats, tuple(problems))

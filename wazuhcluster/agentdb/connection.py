@@ -13,6 +13,7 @@ lost) it is dropped, quietly, and the next call opens a new one.
 """
 
 import os
+from urllib.parse import quote
 import sqlite3
 import stat
 
@@ -250,8 +251,17 @@ def checkAgentDatabase(path):
     """
     if not path.exists():
         return
+    # Read only, and creating nothing: a check run by another user (root
+    # before the node drops its privileges, an operator's check-config)
+    # must not leave -wal/-shm files the node cannot open.  Without a WAL
+    # file nobody is writing, so the file is read as immutable; with one,
+    # its -shm exists too and a read-only connection shares them.
+    if os.path.exists(path.path + "-wal"):
+        uri = f"file:{quote(path.path)}?mode=ro"
+    else:
+        uri = f"file:{quote(path.path)}?immutable=1"
     try:
-        connection = sqlite3.connect(path.path, isolation_level=None)
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as e:
         raise ClusterError(
             f"Cannot open the agent database {path.path}: {e}", DATABASE_ERROR

@@ -9,8 +9,7 @@ cluster.json (L{wazuhcluster.agentstoreitems}).
   - C{wazuh-db}: not available yet.
 """
 
-from twisted.internet.defer import fail, maybeDeferred
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.defer import fail
 
 from wazuhcluster.errors import ClusterError
 
@@ -71,9 +70,8 @@ def openAgentStore(home, items, reactor, managerName):
     """
     Open the agent store of the node at C{home}.
 
-    With a reactor that runs no threads (a L{twisted.internet.task.Clock}
-    in tests) the blocking pool is used: its L{Deferred}s have fired when
-    returned, which keeps tests deterministic.
+    Every query runs in the reactor's thread pool (tests that need
+    deterministic stores inject one opened with L{openAgentStoreBlocking}).
 
     @type home: L{wazuhcluster.home.NodeHome}
     @param items: the node's L{wazuhcluster.clusteritems.ClusterItems}.
@@ -85,8 +83,6 @@ def openAgentStore(home, items, reactor, managerName):
     from wazuhcluster.agentdb import AgentDatabase
 
     store = items.agentStore
-    if not IReactorThreads.providedBy(reactor):
-        return maybeDeferred(openAgentStoreBlocking, home, items, managerName)
     if store.backend == "sqlite":
         return AgentDatabase.open(home.globalDb, reactor=reactor, managerName=managerName)
     if store.backend == "postgresql":

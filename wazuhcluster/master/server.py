@@ -14,7 +14,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from wazuhcluster import tls
-from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
@@ -83,10 +83,10 @@ class MasterFactory(ServerFactory):
 
 def openLocalStore(master):
     """
-    The master's own agent database, C{queue/db/global.db}.
+    The master's agent store, the one C{agent_store} in C{etc/cluster.json}
+    names (C{queue/db/global.db} by default).
     """
-    return AgentDatabase.open(master.home.globalDb, reactor=master.reactor,
-                              managerName=master.config.node_name)
+    return openAgentStore(master.home, master.items, master.reactor, master.config.node_name)
 
 
 class MasterService(NodeService):

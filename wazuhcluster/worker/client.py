@@ -21,7 +21,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from wazuhcluster import PROTOCOL_VERSION, __version__, tls
-from wazuhcluster.agentdb import AgentDatabase
+from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.commands import Hello, Ping
 from wazuhcluster.connection import ClusterConnection
 from wazuhcluster.control import ControlServer, WorkerControlHandler
@@ -96,10 +96,10 @@ class _GatedEndpoint:
 
 def openLocalStore(worker):
     """
-    The worker's own agent database, C{queue/db/global.db}.
+    The worker's agent store, the one C{agent_store} in C{etc/cluster.json}
+    names (C{queue/db/global.db} by default).
     """
-    return AgentDatabase.open(worker.home.globalDb, reactor=worker.reactor,
-                              managerName=worker.config.node_name)
+    return openAgentStore(worker.home, worker.items, worker.reactor, worker.config.node_name)
 
 
 class WorkerService(NodeService):
