@@ -5,6 +5,7 @@ handshakes in memory, every rejection with the original's text, pre-auth
 rules and the replacement of a half-open connection.
 """
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
@@ -160,6 +161,33 @@ class HelloTests(SynchronousTestCase):
         client, result = self.helloOn(node_name="bad name!")
         self.assertEqual(str(result.trap(HelloRejected) and result.value),
                          "Error 3060 - Invalid node name format")
+
+    def test_longNodeName(self):
+        """
+        A worker name longer than a node name may be is refused with 3060
+        before it names anything on disk.
+        """
+        name = "w" * 129
+        worker = self.cluster.addWorker(name, certName="worker1")
+        self.assertRejected(worker, "Error 3060 - Invalid node name format")
+
+    def test_masterNamedDot(self):
+        """
+        A master (even one that knows the key) whose hello answer names it
+        C{.}, or a name with C{/}, is refused by the worker before the name
+        names its staging directory: C{queue/cluster} keeps everything.
+        """
+        for name in (".", "..", "a/b", "x\x00"):
+            cluster = InMemoryCluster(self)
+            cluster.master.config = evolve(cluster.master.config, node_name=name)
+            keep = cluster.master.home.root  # the worker's home is apart
+            worker = cluster.addWorker("worker1")
+            self.assertIs(worker.connection, None)
+            self.assertTrue(worker.home.clusterQueue.exists(), name)
+            self.assertTrue(self.logs.contains(
+                "ERROR: [Worker worker1] [Main] Could not connect to master: it gave an "
+                f"invalid node name {name!r}."), self.logs.lines())
+            self.assertTrue(keep.exists())
 
     def test_protocolVersion(self):
         """

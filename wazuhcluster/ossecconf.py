@@ -61,6 +61,10 @@ CLUSTER_NAME_CHARS = (
 NODE_NAME_CHARS = (
     "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
+_NODE_NAME_SET = frozenset(NODE_NAME_CHARS)
+#: The longest node name a peer may give (a path component stays well under
+#: NAME_MAX).
+MAX_NODE_NAME = 128
 # What a master accepts as a worker's name in the hello (Wazuh 4.14.7,
 # error 3060).
 WORKER_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -346,6 +350,22 @@ def _checkPhase(fields, warnings):
     invalid = [node for node in nodes if node in RESERVED_NODE_ADDRESSES]
     if invalid:
         raise ConfigError(f"Invalid elements in node fields: {', '.join(invalid)}.")
+
+
+def isNodeName(name):
+    """
+    Whether a name a peer gives for itself may name a node: the
+    configuration's node name rule (letters, digits, C{_}, C{-} and C{.},
+    never C{.} or C{..} alone), at most L{MAX_NODE_NAME} characters.  It
+    names a directory (C{queue/cluster/<name>/}), so a peer's name is
+    checked with this before it touches any path.
+    """
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NODE_NAME
+        and not set(name) - _NODE_NAME_SET
+        and name not in (".", "..")
+    )
 
 
 def _checkAllowed(what, value, allowed, forbidden=()):

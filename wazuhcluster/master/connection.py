@@ -22,6 +22,7 @@ from wazuhcluster.commands import (
     HelloRejected,
 )
 from wazuhcluster.connection import ClusterConnection, shown
+from wazuhcluster.ossecconf import MAX_NODE_NAME
 from wazuhcluster.results import ResultStore
 from wazuhcluster.worker.tlsfailure import describeTLSFailure
 
@@ -192,7 +193,7 @@ class MasterConnection(ClusterConnection):
         Raise L{HelloRejected} with the original's text for every bad hello.
         """
         config = self.master.config
-        if not NODE_NAME.fullmatch(nodeName):
+        if len(nodeName) > MAX_NODE_NAME or not NODE_NAME.fullmatch(nodeName):
             raise _rejection(3060, "Invalid node name format")
         if nodeName not in tls.peerCertificateNames(self.transport):
             raise _rejection(

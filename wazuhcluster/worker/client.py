@@ -23,9 +23,10 @@ from zope.interface import implementer
 from wazuhcluster import PROTOCOL_VERSION, __version__, tls
 from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.commands import Hello, Ping
-from wazuhcluster.connection import ClusterConnection
+from wazuhcluster.connection import ClusterConnection, shown
 from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
+from wazuhcluster.ossecconf import isNodeName
 from wazuhcluster.node import NodeService
 from wazuhcluster.storeslot import AgentStoreService
 from wazuhcluster.worker.agent_groups_recv import WorkerAgentGroups
@@ -231,6 +232,12 @@ class WorkerService(NodeService):
         if connection.transport is None or connection._closing:
             return
         master = answer["master_name"]
+        if not isNodeName(master):
+            self.log.error("Could not connect to master: it gave an invalid node name "
+                           "{name}.", name=shown(master))
+            self._lastProblem = "closed"
+            connection.disconnect()
+            return
         binding = tls.channelBinding(connection.transport)
         if not tls.verifyHelloProof(answer["proof"], self.config.key, binding,
                                     self.config.name, master, role="master"):
