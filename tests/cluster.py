@@ -42,6 +42,26 @@ class Link:
         self.clientTLS = clientTLS
         self.serverTLS = serverTLS
         self.partitioned = False
+        #: Bytes written on the wire (TLS records included) by each side.
+        self.sent = {"worker": 0, "master": 0}
+        self._count(pump.clientIO, "worker")
+        self._count(pump.serverIO, "master")
+
+    def _count(self, transport, side):
+        write = transport.write
+
+        def counted(data):
+            self.sent[side] += len(data)
+            return write(data)
+
+        transport.write = counted
+
+    @property
+    def total(self):
+        """
+        Every byte this link carried, both ways.
+        """
+        return self.sent["worker"] + self.sent["master"]
 
 
 @implementer(IStreamClientEndpoint)
