@@ -545,19 +545,27 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertFalse(self.logs.contains(
             "[Worker worker2] [Agent-groups recv] Sent request"))
 
-    def test_removedAgentReloadsCache(self):
+    def test_removedAgentLeavesCache(self):
         """
         An agent removed on the master (which changes no group version)
         disappears from the cache at the next refresh, whose hash again
-        equals the database's.
+        equals the database's, without reading every assignment again: the
+        other entries are the very same objects (a reload would have made
+        them anew).
         """
-        self.startCluster(groups={"001": ["g1"], "002": ["g2"]})
+        self.startCluster(groups={"001": ["g1"], "002": ["g2"], "003": ["g1"]})
         self.advance(5)
+        before = self.cluster.master.groups.cache
         self.result(self.masterDb.removeAgent("002"))
         self.advance(10)
         cache = self.cluster.master.groups.cache
         self.assertIsNone(cache.groupsOf("002"))
         self.assertEqual(cache.hash, self.result(self.masterDb.globalGroupHash()))
+        self.assertIs(cache._rows["001"], before._rows["001"])
+        self.assertEqual([entry[0] for entry in cache.everything()], ["001", "003"])
+        self.assertEqual(cache.changesSince(0), [e for e in before.changesSince(0)
+                                                 if e[0] != "002"])
+        self.assertFalse(self.logs.contains("reloading it"))
 
     def test_assignmentBeforeClientKeys(self):
         """

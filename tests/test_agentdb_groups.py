@@ -72,6 +72,20 @@ class _GroupSyncTests(DatabaseMixin):
         )
 
     @defer.inlineCallbacks
+    def test_groupedAgentNumbers(self):
+        """
+        C{groupedAgentNumbers} lists the agents the global hash counts:
+        those with a group, not the removed ones nor those without.
+        """
+        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
+        self.assertEqual((yield db.groupedAgentNumbers()), [])
+        yield db.setAgentGroups("001", ["g1"])
+        yield db.setAgentGroups("003", ["g2"])
+        self.assertEqual(sorted((yield db.groupedAgentNumbers())), [1, 3])
+        yield db.removeAgent("003")
+        self.assertEqual((yield db.groupedAgentNumbers()), [1])
+
+    @defer.inlineCallbacks
     def test_globalHashSeesSwappedAssignments(self):
         """
         Two nodes whose agents hold the same groups but swapped have

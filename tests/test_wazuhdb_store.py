@@ -586,6 +586,15 @@ class MasterTests(_StoreMixin, SynchronousTestCase):
         self.assertGreater(newVersion, version)
         self.assertNotEqual(newHash, hashed)
 
+    def test_groupedAgentNumbers(self):
+        """
+        The agents with a group in the last snapshot are those its hash
+        counts.
+        """
+        self.setGroups([(2, ["default"])])
+        self.wait(self.store.groupSnapshot(None))
+        self.assertEqual(self.wait(self.store.groupedAgentNumbers()), [2])
+
     def test_snapshotAll(self):
         """
         A snapshot without a version has every agent, those without groups

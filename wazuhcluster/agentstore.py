@@ -108,6 +108,15 @@ class IAgentStore(Interface):
             agent has a group.
         """
 
+    def groupedAgentNumbers():
+        """
+        The agents the global hash counts: those with at least one group.
+        What a cache of the assignments needs to drop the agents removed
+        since it was read, without reading every assignment again.
+
+        @return: a Deferred firing with a list of agent numbers (C{int}).
+        """
+
     # -- master side -------------------------------------------------------------
 
     def applyAgentInfo(nodeName, rows):

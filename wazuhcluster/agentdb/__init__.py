@@ -466,12 +466,22 @@ class AgentDatabase:
         """
         return self._run(grouping.txnAllGroupAssignments)
 
+    def groupedAgentNumbers(self):
+        """
+        The numbers of the agents with at least one group (those the global
+        hash counts).
+
+        @return: a L{Deferred} firing with a list of C{int}.
+        """
+        return self._run(grouping.txnGroupedAgentNumbers)
+
     def globalGroupHash(self):
         """
         The hash of every assignment, equal on two nodes holding the same
-        assignments: the SHA-1 over C{"<id>:<group_hash>\\n"} of every agent
-        with a group, by ID. (Wazuh hashes the C{group_hash} values alone;
-        the ID makes swapped assignments visible.)
+        assignments: the multiset hash of C{(id, group_hash)} of every agent
+        with a group (L{wazuhcluster.grouphash}; Wazuh hashes the
+        C{group_hash} values alone: the ID makes swapped assignments
+        visible).
 
         @return: a L{Deferred} firing with the hex digest, or L{None} when no
             agent has a group.

@@ -232,6 +232,12 @@ def globalGroupHash(txn):
 
 
 @reads
+def txnGroupedAgentNumbers(txn):
+    txn.execute("SELECT id FROM agent WHERE id > 0 AND group_hash IS NOT NULL")
+    return [row[0] for row in txn.fetchall()]
+
+
+@reads
 def txnGlobalGroupHash(txn):
     return globalGroupHash(txn)
 

@@ -9,8 +9,9 @@ version and the global hash (L{wazuhcluster.grouphash}), which it keeps up to
 date in O(1) per assignment that changes.  Each run asks the store only for
 what changed after the cache's version, plus the store's global hash, in one
 read transaction: when that hash differs from the cache's although the
-versions say nothing changed (an agent was removed), the cache is reloaded
-whole.  A run that has to handle many rows does it in a thread.
+versions say nothing changed (agents were removed), the cache drops the
+agents the store no longer counts (it asks for their numbers only) and is
+reloaded whole only if the hashes still differ.  A run that has to handle many rows does it in a thread.
 """
 
 import bisect
@@ -95,6 +96,27 @@ class GroupCache:
             order = sorted((v, i) for i, (_, v, _, _) in table.items())
         return GroupCache(table, order, running, max(self.version, version) if not reset
                           else version, loaded=True)
+
+    def withoutAgentsBesides(self, grouped):
+        """
+        A new cache without the agents that had a group here but are not in
+        C{grouped} any more (removed from the store): O(cached) to compare,
+        O(removed) to hash, nothing re-encoded or re-sorted.
+
+        @param grouped: the numbers of the agents the store's hash counts.
+        """
+        present = set(grouped)
+        gone = [agentId for agentId, entry in self._rows.items()
+                if entry[3] is not None and int(agentId) not in present]
+        if not gone:
+            return self
+        table = dict(self._rows)
+        running = GlobalHash()
+        running.total, running.count = self._hash.total, self._hash.count
+        for agentId in gone:
+            running.remove(int(agentId), table.pop(agentId)[3])
+        order = [entry for entry in self._order if entry[1] in table]
+        return GroupCache(table, order, running, self.version, loaded=True)
 
     def groupsOf(self, agentId):
         """
@@ -215,10 +237,16 @@ class LocalAgentGroups(Service):
         """
         The next cache (made in a thread when there is much to do).
         """
-        cache = self.cache
-        if len(rows) + len(cache) >= THREAD_THRESHOLD:
-            return self.master.runInThread(cache.withChanges, rows, version, reset)
-        return succeed(cache.withChanges(rows, version, reset))
+        return self._run(self.cache.withChanges, rows, version, reset, size=len(rows))
+
+    def _run(self, method, *args, size=0):
+        """
+        C{method(*args)} of the current cache, in a thread when the cache
+        and C{size} rows are many.
+        """
+        if size + len(self.cache) >= THREAD_THRESHOLD:
+            return self.master.runInThread(method, *args)
+        return succeed(method(*args))
 
     @inlineCallbacks
     def _refresh(self):
@@ -230,8 +258,14 @@ class LocalAgentGroups(Service):
         if changed:
             self.cache = yield self._changed(rows, version, reset=not cache.loaded)
         if self.cache.hash != storeHash:
-            # Something changed that versions do not tell (an agent was
-            # removed): reload.
+            # Something changed that versions do not tell: agents were
+            # removed.  Drop them (their numbers are enough); reload whole
+            # only if the hashes still differ.
+            grouped = yield store.groupedAgentNumbers()
+            self.cache = yield self._run(self.cache.withoutAgentsBesides, grouped)
+            changed = True
+        if self.cache.hash != storeHash:
+            self.log.warn("The agent-groups cache differs from the database: reloading it.")
             rows, version, storeHash = yield store.groupSnapshot(None)
             self.cache = yield self._changed(rows, version, reset=True)
             changed = True

@@ -121,6 +121,12 @@ class GroupTable:
     def assignments(self):
         return dict(self._groups)
 
+    def groupedNumbers(self):
+        """
+        The agents with at least one group (those L{storeHash} counts).
+        """
+        return [number for number, groups in self._groups.items() if groups]
+
     def storeHash(self):
         return storeHash(self._groups)
 

@@ -316,6 +316,13 @@ class WazuhDBAgentStore:
         assignments, _ = yield self._wdb.assignments()
         return storeHash(assignments)
 
+    def groupedAgentNumbers(self):
+        """
+        The agents with a group in the table L{groupSnapshot} last read
+        (the master reads a snapshot just before it asks).
+        """
+        return succeed(self._groups.groupedNumbers())
+
     # -- master side -------------------------------------------------------------
 
     @inlineCallbacks
