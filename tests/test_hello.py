@@ -191,11 +191,13 @@ class HelloTests(SynchronousTestCase):
 
     def test_protocolVersion(self):
         """
-        An unsupported protocol version is refused with 3031.
+        An unsupported protocol version is refused with 3031: version 1
+        (before chunked records and incremental integrity) too.
         """
-        client, result = self.helloOn(protocol=PROTOCOL_VERSION + 41)
-        self.assertEqual(str(result.trap(HelloRejected) and result.value),
-                         "Error 3031 - Worker and master versions are not the same")
+        for protocol in (PROTOCOL_VERSION + 41, 1):
+            client, result = self.helloOn(protocol=protocol)
+            self.assertEqual(str(result.trap(HelloRejected) and result.value),
+                             "Error 3031 - Worker and master versions are not the same")
 
     def test_replayedProof(self):
         """

@@ -11,5 +11,5 @@ WAZUH_COMPATIBLE_VERSION = "4.14.7"
 
 #: Version of the wire protocol (AMP commands and their meaning).  A master
 #: accepts workers whose protocol version lies in L{SUPPORTED_PROTOCOLS}.
-PROTOCOL_VERSION = 1
-SUPPORTED_PROTOCOLS = frozenset({1})
+PROTOCOL_VERSION = 2
+SUPPORTED_PROTOCOLS = frozenset({2})
