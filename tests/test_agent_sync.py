@@ -440,15 +440,18 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
 
     def test_cacheVersioning(self):
         """
-        A connecting worker gets the whole table (C{full}); afterwards only
-        the assignments changed since its acknowledged version are sent,
-        with the cache's version and hash on the final chunk; a worker that
-        is up to date gets nothing.
+        A connecting worker first gets an empty batch with the cache's
+        version and hash, then (its hash differs) the whole table
+        (C{full}); afterwards only the assignments changed since its
+        acknowledged version are sent, with the cache's version and hash on
+        the final chunk; a worker that is up to date gets nothing.
         """
         self.startCluster(agents=5, groups={"001": ["g1"], "002": ["g2", "g1"]})
         seen = self.recordGroupBatches("worker1")
         self.advance(5)
-        self.assertEqual(len(seen), 1)
+        self.assertEqual(len(seen), 2)
+        probe = seen.pop(0)
+        self.assertEqual((probe[0], probe[1], probe[3], probe[4]), ([], 2, False, True))
         rows, version, hash, full, final = seen[0]
         self.assertEqual((full, final), (True, True))
         self.assertEqual(rows, [("001", ["g1"], 1), ("002", ["g2", "g1"], 2)])
@@ -475,6 +478,30 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertTrue(self.logs.contains(
             "INFO: [Worker worker3] [Agent-groups send full] Finished in 0.000s. "
             "Updated 1 chunks."), self.logs.lines())
+
+    def test_reconnectedWorkerGetsNoFullTable(self):
+        """
+        A worker that reconnects holding the master's assignments answers
+        the first, empty batch with a matching hash: it is sent no full
+        table, and later changes still reach it as deltas.
+        """
+        self.startCluster(agents=5, groups={"001": ["g1"], "002": ["g2"]})
+        self.advance(5)
+        full = "INFO: [Worker worker1] [Agent-groups send full] Starting."
+        self.assertEqual(sum(full in line for line in self.logs.lines()), 1)
+        worker = self.cluster.workers["worker1"]
+        worker.connection.transport.loseConnection()
+        self.advance(15)
+        self.assertIsNotNone(worker.connection)
+        self.assertIn("worker1", self.cluster.master.workers)
+        self.assertEqual(sum(full in line for line in self.logs.lines()), 1,
+                         self.logs.lines())
+        self.assertEqual(self.session("worker1", "agent-groups").acked,
+                         self.cluster.master.groups.cache.version)
+        self.result(self.masterDb.setAgentGroups("003", ["g3"]))
+        self.advance(10)
+        self.assertEqual(self.groupsOn(self.workerDb("worker1"), "003"), ["g3"])
+        self.assertEqual(sum(full in line for line in self.logs.lines()), 1)
 
     def test_groupChangeReachesEveryWorker(self):
         """

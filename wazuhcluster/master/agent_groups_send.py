@@ -5,8 +5,11 @@ L{wazuhcluster.master.local_agent_groups.GroupCache}, the assignments it
 has not acknowledged.
 
 Per worker connection, a session keeps the group version the worker
-acknowledged.  After a worker connects (and when it asks with
-L{RequestFullAgentGroups}) it gets the whole table (C{full}); after each
+acknowledged.  After a worker connects it first gets an empty batch carrying
+the cache's version and global hash: a worker that already holds the same
+assignments (it reconnected) says so and gets nothing more; any other gets
+the whole table (C{full}), as does a worker that asks with
+L{RequestFullAgentGroups}.  After each
 cache refresh it gets the assignments newer than its acknowledged version,
 and nothing at all when it is up to date.  A batch is a series of
 L{SendAgentGroups} chunks, sent one at a time; its final chunk carries the
@@ -56,6 +59,7 @@ class AgentGroupsSendSession(amp.CommandLocator):
         self.logFull = peer.log.withSubtag("Agent-groups send full")
         self._sending = None
         self._stopped = False
+        self._probed = False
 
     @RequestFullAgentGroups.responder
     def requestFull(self):
@@ -89,6 +93,11 @@ class AgentGroupsSendSession(amp.CommandLocator):
         cache = self.feature.cache
         if self._stopped or self._sending is not None or not cache.loaded:
             return None
+        if self.needFull and not self._probed:
+            self._probed = True
+            self._sending = self._probe(cache)
+            self._sending.addBoth(self._batchEnded)
+            return self._sending
         if self.needFull:
             since, full = None, True
         elif self.acked is None or self.acked < cache.version:
@@ -104,6 +113,32 @@ class AgentGroupsSendSession(amp.CommandLocator):
         if succeeded and not self._stopped:
             self.kick()
         return None
+
+    @inlineCallbacks
+    def _probe(self, cache):
+        """
+        Ask a worker that just connected whether it holds the cache's
+        assignments already (an empty batch with the version and hash);
+        fire with whether it answered (never fail).
+        """
+        master = self.feature.master
+        d = self.peer.callRemote(SendAgentGroups, data=b"", version=cache.version,
+                                 hash=cache.hash, full=False, final=True)
+        timeout = master.items.worker.timeout_agent_groups
+        if timeout:
+            d.addTimeout(timeout, master.clock)
+        try:
+            answer = yield d
+        except Exception as e:
+            if not self._stopped:
+                self.log.error("Error sending agent-groups information: {error}",
+                               error=_describe(e))
+            return False
+        if answer["hash_matches"]:
+            self.acked = cache.version
+            self.needFull = False
+            self.log.debug("The worker holds the master's agent-groups already.")
+        return True
 
     @inlineCallbacks
     def _sendBatch(self, cache, since, full):
