@@ -16,16 +16,16 @@ L{lockClientKeys}.
 
 import json
 import os
-import socket
 import sqlite3
 import sys
-import time
 from contextlib import contextmanager
 
-from twisted.protocols.amp import AmpBox, parseString
+from twisted.internet.defer import inlineCallbacks
 from twisted.python.failure import Failure
 
 from wazuhcluster.agentdb import OS_FIELDS, AgentDatabase
+from wazuhcluster.blockingclient import BlockingUNIXEndpoint, closeAll
+from wazuhcluster.blockingclient import run as runBlocking
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
@@ -42,9 +42,16 @@ from wazuhcluster.clientkeys import (
     sameAgentIp,
     usedAgentIds,
 )
+from wazuhcluster.clusteritems import WAZUH_DB, loadClusterItems
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
+from wazuhcluster.localclient import LocalClient
+from wazuhcluster.localserver.base import OWN_COMMANDS
 from wazuhcluster.ossecconf import readClusterConfig
+from wazuhcluster.wazuhdb.authd import AUTH_SOCKET, AuthdClient
+from wazuhcluster.wazuhdb.classic import WDB_SOCKET, WazuhDBClient
+from wazuhcluster.wazuhdb.commands import WazuhDBCommands
+from wazuhcluster.wazuhdb.rows import listedAgent
 
 #: Column headers of C{agent list}, as C{cluster_control -a} prints them.
 LIST_HEADERS = ("ID", "NAME", "IP", "STATUS", "VERSION", "NODE NAME")
@@ -172,6 +179,9 @@ def _run(homePath, out, err, command, *args):
     try:
         home = NodeHome.fromPath(homePath)
         config = readClusterConfig(home)
+        if agentStoreBackend(home) == WAZUH_DB:
+            _wazuhDBCommand(command)(home, config, out, err, *args)
+            return 0
         with _database(home, config) as db:
             command(home, config, db, out, err, *args)
     except ClusterError as e:
@@ -376,65 +386,161 @@ def requestAgentInfoSync(home, timeout=5.0):
 
 def askLocalDaemon(home, request, timeout=5.0):
     """
-    Send one control request with no arguments to the daemon of C{home} and
-    wait at most C{timeout} seconds for its answer.
+    Send one of this project's control requests, with no arguments, to the
+    daemon of C{home} and wait at most C{timeout} seconds for its answer.
 
-    A blocking client (this process runs no reactor): one AMP box out, read
-    until the answer box ends.
+    A blocking client (this process runs no reactor) speaking Wazuh's local
+    protocol (L{callLocalDaemon}).
 
     @param request: the control request name (C{str}).
     @return: C{True} when the daemon answered with a result, C{False} when
         no daemon runs, it answered an error, or it did not answer in time.
     """
-    path = home.controlSocket.path
-    if not os.path.exists(path):
-        return False
-    box = AmpBox(_command=b"ControlRequest", _ask=b"1",
-                 request=request.encode("ascii"), arguments=b"{}")
-    deadline = time.monotonic() + timeout
-    received = b""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(timeout)
-            client.connect(path)
-            client.sendall(box.serialize())
-            while not _boxEnds(received) and time.monotonic() < deadline:
-                data = client.recv(65536)
-                if not data:
-                    break
-                received += data
-    except OSError:
-        return False
-    if not _boxEnds(received):
+    if not os.path.exists(home.controlSocket.path):
         return False
     try:
-        answer = parseString(received)[0]
-    except Exception:
+        callLocalDaemon(home, OWN_COMMANDS.get(request, request.encode("ascii")), b"{}",
+                        timeout)
+    except ClusterError:
         return False
-    return b"_answer" in answer
+    return True
 
 
-def _boxEnds(data):
+def callLocalDaemon(home, command, payload, timeout=5.0):
     """
-    Whether C{data} holds one whole AMP box (length-prefixed keys and
-    values, ended by an empty key).
+    Send one request to the daemon of C{home} over its local socket and
+    wait for its answer (L{wazuhcluster.localclient}), blocking.
+
+    @return: the answer's payload (L{bytes}).
+    @raise ClusterError: 3012 when no daemon answers, 3020 without an
+        answer in C{timeout} seconds, the daemon's error otherwise.
     """
-    offset = 0
-    while offset + 2 <= len(data):
-        keyLength = int.from_bytes(data[offset:offset + 2], "big")
-        offset += 2
-        if keyLength == 0:
-            return True
-        offset += keyLength
-        if offset + 2 > len(data):
-            return False
-        offset += 2 + int.from_bytes(data[offset:offset + 2], "big")
-    return False
+    endpoint = BlockingUNIXEndpoint(home.controlSocket.path, connectTimeout=timeout)
+    try:
+        client = runBlocking(LocalClient.connect(endpoint, endpoint.clock), endpoint, timeout)
+        return runBlocking(client.execute(command, payload, timeout), endpoint, timeout + 1)
+    finally:
+        closeAll(endpoint)
+
+
+# ---------------------------------------------------------------------------
+# With the wazuh-db agent store (a node beside a Wazuh manager): authd
+# registers and removes agents, wazuh-db lists them.
+
+#: Seconds to wait for authd, directly or through the master.
+AUTHD_TIMEOUT = 70.0
+
+
+def agentStoreBackend(home):
+    """
+    The agent store the node of C{home} uses (C{agent_store.backend} of its
+    cluster.json): C{sqlite} or C{wazuh-db}.
+    """
+    return loadClusterItems(home).agentStore.backend
+
+
+def _wazuhDBCommand(command):
+    """
+    The variant of C{command} for a node with the wazuh-db agent store.
+
+    @raise ClusterError: for a command Wazuh's own daemons do there.
+    """
+    variants = {_add: _addThroughAuthd, _remove: _removeThroughAuthd, _list: _listFromWazuhDB}
+    variant = variants.get(command)
+    if variant is None:
+        what = {_group: "group", _report: "report"}.get(command, "this")
+        raise ClusterError(
+            f"agent {what} is not available with the wazuh-db agent store: Wazuh's own "
+            "tools and daemons (the Wazuh API, wazuh-remoted) do it on a manager", 1000)
+    return variant
+
+
+def askAuthd(home, config, message, timeout=AUTHD_TIMEOUT):
+    """
+    Send one request to the master's authd: directly on the master, through
+    the worker's daemon (C{sendsync}) on a worker.
+
+    @param message: the request, C{{"function": ..., "arguments": {...}}}.
+    @return: authd's C{data}.
+    @raise ClusterError: authd's error (C{Error 9008 - Duplicate name}), or
+        why it could not be asked.
+    """
+    if config.node_type == "master":
+        endpoint = BlockingUNIXEndpoint(home.child(AUTH_SOCKET).path, connectTimeout=timeout)
+        authd = AuthdClient(endpoint, endpoint.clock, timeout=timeout)
+        try:
+            raw = runBlocking(authd.request(message), endpoint, timeout + 1)
+        finally:
+            closeAll(endpoint)
+    else:
+        payload = json.dumps({"daemon_name": "authd", "message": message}).encode("utf-8")
+        raw = callLocalDaemon(home, b"sendsync", payload, timeout)
+    return authdData(raw)
+
+
+def authdData(raw):
+    """
+    The C{data} of authd's raw answer.
+
+    @raise ClusterError: with authd's code and message for an error.
+    """
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or type(answer.get("error")) is not int:
+        raise ClusterError(f"Error registering a new agent: authd answered {raw[:80]!r}", 1725)
+    if answer["error"] != 0:
+        message = answer.get("message")
+        raise ClusterError(message if isinstance(message, str) else "authd error",
+                           answer["error"])
+    return answer.get("data")
+
+
+def _addThroughAuthd(home, config, out, err, name, ip, group):
+    _checkNewAgent(name, ip)
+    arguments = {"name": name, "ip": ip}
+    if group is not None:
+        _checkGroups(home, [group])
+        arguments["groups"] = group
+    data = askAuthd(home, config, {"function": "add", "arguments": arguments})
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ClusterError(f"Error registering a new agent: authd answered {data!r:.80}", 1725)
+    if config.node_type == "master":
+        refreshDaemonGroups(home)
+    out.write(f"{data['id']}\n")
+
+
+def _removeThroughAuthd(home, config, out, err, agentId):
+    agentId = _parseId(agentId)
+    askAuthd(home, config, {"function": "remove", "arguments": {"id": agentId, "purge": True}})
+    if config.node_type == "master":
+        refreshDaemonGroups(home)
+    out.write(f"Agent {agentId} removed.\n")
+
+
+def _listFromWazuhDB(home, config, out, err, asJson):
+    endpoint = BlockingUNIXEndpoint(home.child(WDB_SOCKET).path)
+    commands = WazuhDBCommands(WazuhDBClient(endpoint, endpoint.clock))
+
+    def listAgents():
+        numbers = yield commands.agentIds()
+        rows = yield commands.agentRows(sorted(numbers))
+        return [listedAgent(rows[n]) for n in sorted(numbers) if rows[n] is not None]
+
+    try:
+        agents = runBlocking(inlineCallbacks(listAgents)(), endpoint, AUTHD_TIMEOUT)
+    finally:
+        closeAll(endpoint)
+    _printAgents(out, agents, asJson)
 
 
 def _list(home, config, db, out, err, asJson):
     _reconciledKeys(home, db, err)
-    agents = _wait(db.listAgents())
+    _printAgents(out, _wait(db.listAgents()), asJson)
+
+
+def _printAgents(out, agents, asJson):
     if asJson:
         out.write(json.dumps({"agents": agents}) + "\n")
     else:

@@ -131,6 +131,12 @@ def _addInit(commands):
     init.add_argument("--bind", metavar="ADDR", default=None,
                       help="the address the master listens on (new node: 0.0.0.0; "
                            "existing node: kept)")
+    init.add_argument("--agent-store", metavar="BACKEND", default=None,
+                      choices=["sqlite", "wazuh-db"], dest="agent_store",
+                      help="where the node keeps its agents: sqlite (its own database) or "
+                           "wazuh-db (the Wazuh manager's, beside which it replaces "
+                           "wazuh-clusterd); recorded in etc/cluster.json (new node: "
+                           "sqlite; existing node: kept)")
 
 
 def _addCheckConfig(commands):
@@ -306,7 +312,7 @@ def runInit(args, out, err):
     report = initNodeReport(home, args.node_type, args.name, args.ca,
                             clusterName=args.cluster, key=args.key,
                             masterHost=args.master_host, port=args.port,
-                            bindAddr=args.bind)
+                            bindAddr=args.bind, agentStore=args.agent_store)
     out.write(formatInitSummary(home, args.ca, report))
     return 0
 

@@ -67,6 +67,30 @@ class FileSet:
         )
 
 
+#: The agent store backends (C{agent_store.backend}).
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+WAZUH_DB = "wazuh-db"
+AGENT_STORE_BACKENDS = (SQLITE, POSTGRESQL, WAZUH_DB)
+
+
+@frozen
+class AgentStoreItems:
+    """
+    The C{agent_store} section: where the node keeps its agents.
+
+    @ivar backend: C{sqlite} (C{queue/db/global.db}, the default),
+        C{postgresql} (a server shared by master candidates) or C{wazuh-db}
+        (the Wazuh manager's own wazuh-db).
+    @ivar dsn: the PostgreSQL connection string (C{postgresql} only).
+    @ivar password_file: a file holding the PostgreSQL password.
+    """
+
+    backend: str = SQLITE
+    dsn: str = ""
+    password_file: str = ""
+
+
 @frozen
 class ClusterItems:
     """
@@ -77,6 +101,7 @@ class ClusterItems:
     @ivar communication: the L{wazuhcluster.intervals.CommunicationIntervals}.
     @ivar fileset: the L{FileSet}.
     @ivar raw: the merged JSON document (for C{check-config}).
+    @ivar agentStore: the L{AgentStoreItems}.
     """
 
     worker: object
@@ -84,6 +109,7 @@ class ClusterItems:
     communication: object
     fileset: FileSet
     raw: dict = field(eq=False, repr=False)
+    agentStore: AgentStoreItems = AgentStoreItems()
 
 
 ITEM_REQUIRED_FIELDS = ("permissions", "files", "recursive", "remove_subdirs_if_empty")
@@ -424,6 +450,17 @@ def _buildFileSet(files, ctx):
     )
 
 
+def _buildAgentStore(section, ctx):
+    """
+    Make the L{AgentStoreItems} of the merged C{agent_store} section.
+    """
+    backend = section["backend"]
+    if backend not in AGENT_STORE_BACKENDS:
+        raise ctx.error(f"Invalid value for 'agent_store.backend': {json.dumps(backend)} "
+                        f"(one of {', '.join(AGENT_STORE_BACKENDS)})")
+    return AgentStoreItems(backend, section["dsn"], section["password_file"])
+
+
 def _buildItems(document, ctx):
     """
     Validate a merged cluster.json document and make L{ClusterItems}.
@@ -435,6 +472,7 @@ def _buildItems(document, ctx):
         communication=communication,
         fileset=_buildFileSet(document["files"], ctx),
         raw=document,
+        agentStore=_buildAgentStore(document["agent_store"], ctx),
     )
 
 

@@ -8,7 +8,9 @@ home, used unless the user passes the twistd option itself:
 
   - C{--pidfile}: C{H/var/run/wazuh-clusterd.pid} (twistd's default,
     C{./twistd.pid}, would stop a second node started in the same
-    directory);
+    directory); besides it, while the node serves, it keeps the pidfile
+    Wazuh's tools check, C{H/var/run/wazuh-clusterd-<pid>.pid}
+    (L{wazuhcluster.pidfile});
   - C{--logfile} (daemon mode only; C{-n} logs to stdout): C{H/logs/twistd.log};
   - C{--uid}/C{--gid}: when started as root on a home that belongs to
     another user, that user (Wazuh's daemons drop to the C{wazuh} user the
@@ -35,6 +37,8 @@ from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
+from wazuhcluster.pidfile import WazuhPidfile
+from wazuhcluster.storebackend import storeOpener
 
 
 #: twistd's own default pidfile, which means "not chosen by the user".
@@ -230,9 +234,15 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         from wazuhcluster.master.server import MasterService as NodeService
     else:
         from wazuhcluster.worker.client import WorkerService as NodeService
-    node = NodeService(home, config, items, identity, reactor=reactor)
+    try:
+        openStore = storeOpener(items)
+    except ClusterError as error:
+        refuse(home, str(error), program, stderr)
+    node = NodeService(home, config, items, identity, reactor=reactor, openStore=openStore)
     node.addListeners()
     node.setServiceParent(root)
+    # Last: written once the node serves, removed first at stop.
+    WazuhPidfile(home, log=node.log).setServiceParent(root)
     return root
 
 

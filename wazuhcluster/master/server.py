@@ -17,6 +17,8 @@ from wazuhcluster import tls
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
+from wazuhcluster.localserver.master import MasterLocalHandler
+from wazuhcluster.localserver.relay import DaemonRelay
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.master.agent_groups_send import MasterAgentGroups
 from wazuhcluster.master.agent_info import MasterAgentInfo
@@ -120,6 +122,7 @@ class MasterService(NodeService):
         self.addFeature(MasterAgentInfo(self, self.agentStore))
         self.groups = self.addFeature(MasterAgentGroups(self, self.agentStore))
         self.control = MasterControlHandler(self, self.agents, self.groups)
+        self.relay = DaemonRelay(home, self.reactor, self.log.withSubtag("SendSync"))
         self.listener = None
 
     @property
@@ -150,7 +153,7 @@ class MasterService(NodeService):
         self.listener = ListeningService(endpoint, self.buildFactory(), self._serving,
                                          log=self.log)
         self.listener.setServiceParent(self)
-        ControlServer(self.home.controlSocket, self.control, self.reactor,
+        ControlServer(self.home.controlSocket, lambda: MasterLocalHandler(self), self.reactor,
                       log=self.log.withTag("Local Server")).setServiceParent(self)
 
     def _serving(self, port):

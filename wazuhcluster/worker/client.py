@@ -24,7 +24,8 @@ from wazuhcluster import PROTOCOL_VERSION, __version__, tls
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.commands import Hello, Ping
 from wazuhcluster.connection import ClusterConnection
-from wazuhcluster.control import ControlServer, WorkerControlHandler
+from wazuhcluster.control import ControlServer
+from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.node import NodeService
 from wazuhcluster.storeslot import AgentStoreService
@@ -163,8 +164,8 @@ class WorkerService(NodeService):
         """
         Add the local control socket.
         """
-        ControlServer(self.home.controlSocket, WorkerControlHandler(self, self.agentInfo),
-                      self.reactor, log=self.log.withTag("Local Server")).setServiceParent(self)
+        ControlServer(self.home.controlSocket, workerHandlers(self), self.reactor,
+                      log=self.log.withTag("Local Server")).setServiceParent(self)
 
     # -- connecting ------------------------------------------------------------
 
