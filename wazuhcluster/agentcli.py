@@ -12,6 +12,14 @@ agent database with L{AgentDatabase.openBlocking}: the same interactions as
 the daemon's, run at once. SQLite's locking (WAL, busy timeout) makes them
 safe beside a running daemon; C{client.keys} changes are serialised by
 L{lockClientKeys}.
+
+With the wazuh-db agent store (a node beside a Wazuh manager), authd
+registers and removes agents: the master's directly (C{queue/sockets/auth}),
+from a worker through the worker's daemon (its local socket's C{sendsync},
+relayed to the master's authd); C{agent list} reads wazuh-db. These clients
+are the daemon's own protocols, run on blocking sockets
+(L{wazuhcluster.blockingclient}), as is the nudge of a running daemon
+(L{askLocalDaemon}, in Wazuh's local protocol).
 """
 
 import json

@@ -192,7 +192,9 @@ def _addAgent(commands):
 
     add = _subparser(actions, "add", "register an agent (master only)",
                      "Append a new agent to etc/client.keys (every other line is kept\n"
-                     "as it is) and to the agent database; print its ID.",
+                     "as it is) and to the agent database; print its ID. With the wazuh-db\n"
+                     "agent store, the master's authd registers it (from a worker too,\n"
+                     "through the worker's daemon).",
                      "  wazuh-cluster agent add --name web-01 --ip 10.0.0.20 --group web")
     _addHome(add)
     add.add_argument("--name", required=True, help="the agent name")
@@ -203,7 +205,8 @@ def _addAgent(commands):
 
     remove = _subparser(actions, "remove", "remove an agent (master only)",
                         "Remove an agent's line from etc/client.keys and its row from "
-                        "the agent database.",
+                        "the agent database (with the wazuh-db agent store, through the "
+                        "master's authd, from a worker too).",
                         "  wazuh-cluster agent remove --id 003")
     _addHome(remove)
     remove.add_argument("--id", required=True, help="the agent ID")

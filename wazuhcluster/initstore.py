@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_init -*-
+# -*- test-case-name: tests.test_initstore -*-
 """
 C{wazuh-cluster init --agent-store BACKEND}: record which agent store the
 node uses in its C{etc/cluster.json} (C{{"agent_store": {"backend":

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_storebackend -*-
 """
 Which agent store a node opens, from the C{agent_store} section of its
 cluster.json (L{wazuhcluster.clusteritems.AgentStoreItems}): C{sqlite} is

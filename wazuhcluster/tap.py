@@ -61,7 +61,8 @@ class Options(usage.Options):
     longdesc = (
         "Run a wazuhcluster node (wazuhcluster " + __version__ + ", following Wazuh "
         + WAZUH_COMPATIBLE_VERSION + ") from its home, made by 'wazuh-cluster init'. "
-        "Defaults for twistd's options: --pidfile H/var/run/wazuh-clusterd.pid, "
+        "Defaults for twistd's options: --pidfile H/var/run/wazuh-clusterd.pid (while it "
+        "serves, the node also keeps Wazuh's H/var/run/wazuh-clusterd-<pid>.pid), "
         "--logfile H/logs/twistd.log (daemon mode; with -n twistd logs to stdout), "
         "and when started as root on a home owned by another user, --uid/--gid of "
         "that user. The node itself logs to H/logs/cluster.log (and "
