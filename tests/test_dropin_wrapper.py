@@ -6,6 +6,7 @@ then a start that daemonises, then SIGTERM to the pid of
 C{var/run/wazuh-clusterd-<pid>.pid}).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,9 +22,11 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from tests.test_endtoend import environment, freePort
-from tests.test_endtoend_dropin import listNodes
+from tests.test_endtoend_dropin import RawClient, frame, listNodes
 from wazuhcluster import __version__
 from wazuhcluster.nodeinit import initNode
+
+RULES = b"<group name=\"local\"/>\n"
 
 SCRIPT = FilePath(__file__).parent().sibling("dropin").child("wazuh-clusterd")
 
@@ -79,9 +82,11 @@ class WrapperTests(TestCase):
         """
         Started as wazuh-control starts it (C{-d} passed on as C{--debug}),
         the script returns once the node daemonised; the node writes Wazuh's
-        pidfile, answers C{cluster_control -l}'s bytes, and stops on the
-        SIGTERM wazuh-control sends, removing the pidfile.
+        pidfile, answers C{cluster_control -l}'s bytes and C{get_hash} (the
+        ruleset hashed in a thread), and stops on the SIGTERM wazuh-control
+        sends, removing the pidfile.
         """
+        self.home.child("etc/rules/local_rules.xml").setContent(RULES)
         out, err, status = yield self.run_("-d")
         self.assertEqual(status, 0, err)
         for _ in range(200):
@@ -99,6 +104,9 @@ class WrapperTests(TestCase):
         messages = yield deferToThread(listNodes, self.home.controlSocket.path)
         self.assertEqual([n["name"] for n in json.loads(messages[0].payload)["items"]],
                          ["master01"])
+        hashes = yield deferToThread(_ask, self.home.controlSocket.path, b"get_hash")
+        self.assertEqual(json.loads(hashes.payload), {
+            "etc/rules/local_rules.xml": hashlib.md5(RULES).hexdigest()})
         os.kill(pid, signal.SIGTERM)
         for _ in range(200):
             if not _alive(pid):
@@ -108,6 +116,18 @@ class WrapperTests(TestCase):
         self.assertEqual(self.pidfiles(), [])
         self.assertIn("Stopping master node master01. Exit...",
                       self.home.clusterLog.getContent().decode())
+
+
+def _ask(path, command):
+    """
+    One request on a local socket, its reply.
+    """
+    client = RawClient(path)
+    try:
+        client.send(frame(7, command, b""))
+        return client.next()
+    finally:
+        client.close()
 
 
 def _alive(pid):

@@ -18,7 +18,9 @@ from tests.cluster import MASTER_HOST, InMemoryCluster
 from tests.standins.harness import MemoryStandIns
 from wazuhcluster import __version__
 from wazuhcluster.control import CONTROL_IDLE_TIMEOUT, ControlServer
+from wazuhcluster.errors import ClusterError
 from wazuhcluster.localserver.master import MasterLocalHandler
+from wazuhcluster.localserver.shapes import AgentsQuery, NodesQuery, healthNames
 from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.wazuhlocal.framing import FrameDecoder, Message, buildFrames
 
@@ -536,3 +538,51 @@ class WorkerBytesTests(SynchronousTestCase):
         """
         self.client.send(frame(60, b"sync_ainfo", b"{}"))
         self.assertEqual(self.client.take(), [Message(60, b"ok", b'{"started":true}')])
+
+
+class ShapesTests(SynchronousTestCase):
+    """
+    Wazuh's arguments checked as untrusted input, and Wazuh's answer shapes
+    (L{wazuhcluster.localserver.shapes}).
+    """
+
+    def test_nodeFilters(self):
+        """
+        C{filter_node} takes a name, a list or a comma-separated text
+        (C{"all"}: every node); more than 1024 names, a name that is not a
+        string, a negative offset or an unknown sort field are refused with
+        Wazuh's codes.
+        """
+        self.assertEqual(NodesQuery.parse({"filter_node": "w1"}).names, ("w1",))
+        self.assertEqual(NodesQuery.parse({"filter_node": "w1,w2"}).names, ("w1", "w2"))
+        self.assertIsNone(NodesQuery.parse({"filter_node": ["all"]}).names)
+        self.assertIsNone(NodesQuery.parse(None).names)
+        for arguments, code in (({"filter_node": ["n"] * 1025}, 3036),
+                                ({"filter_node": [7]}, 3036),
+                                ({"offset": -1}, 3036),
+                                ({"limit": "10"}, 3036),
+                                ({"sort": {"fields": ["cpu"]}}, 1403),
+                                ({"search": {"value": 3}}, 3036)):
+            error = self.assertRaises(ClusterError, NodesQuery.parse, arguments)
+            self.assertEqual(error.code, code, arguments)
+        self.assertRaises(ClusterError, NodesQuery.parse, ["not", "an", "object"])
+
+    def test_agentFilters(self):
+        """
+        The overview's status filter is case-insensitive and checked
+        (Wazuh's 1729); values missing from a row are left out.
+        """
+        query = AgentsQuery.parse({"filters": {"status": "Active", "node_name": "all"}})
+        agents = {"agents": [
+            {"id": "001", "name": "a", "ip": "any", "status": "active", "version": None,
+             "node_name": "w1", "groups": ["default"], "last_keepalive": None},
+            {"id": "002", "name": "b", "ip": "any", "status": "disconnected", "version": None,
+             "node_name": "w1", "groups": [], "last_keepalive": None}]}
+        self.assertEqual(query.answer(agents), {"items": [
+            {"id": "001", "name": "a", "ip": "any", "status": "active", "node_name": "w1",
+             "group": ["default"]}], "totalItems": 1})
+        error = self.assertRaises(ClusterError, AgentsQuery.parse,
+                                  {"filters": {"status": "asleep"}})
+        self.assertEqual(error.code, 1729)
+        self.assertEqual(healthNames(None), {"node_names": []})
+        self.assertEqual(healthNames(["w1"]), {"node_names": ["w1"]})

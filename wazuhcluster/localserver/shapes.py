@@ -228,6 +228,8 @@ class AgentsQuery:
         if not isinstance(filters, dict):
             raise malformed("filters must be an object")
         statuses = _names(filters.get("status"), "filters.status")
+        if statuses is not None:
+            statuses = tuple(status.lower() for status in statuses)
         unknown = sorted(set(statuses or ()) - set(AGENT_STATUSES))
         if unknown:
             raise ClusterError(
