@@ -18,8 +18,8 @@ registers and removes agents: the master's directly (C{queue/sockets/auth}),
 from a worker through the worker's daemon (its local socket's C{sendsync},
 relayed to the master's authd); C{agent list} reads wazuh-db. These clients
 are the daemon's own protocols, run on blocking sockets
-(L{wazuhcluster.blockingclient}), as is the nudge of a running daemon
-(L{askLocalDaemon}, in Wazuh's local protocol).
+(L{wazuhcluster.agentauthd}, L{wazuhcluster.blockingclient}), as is the
+nudge of a running daemon (L{askLocalDaemon}, in Wazuh's local protocol).
 """
 
 import json
@@ -28,12 +28,11 @@ import sqlite3
 import sys
 from contextlib import contextmanager
 
-from twisted.internet.defer import inlineCallbacks
 from twisted.python.failure import Failure
 
+from wazuhcluster.agentauthd import addThroughAuthd, listFromWazuhDB, removeThroughAuthd
 from wazuhcluster.agentdb import OS_FIELDS, AgentDatabase
-from wazuhcluster.blockingclient import BlockingUNIXEndpoint, closeAll
-from wazuhcluster.blockingclient import run as runBlocking
+from wazuhcluster.blockingclient import callLocalSocket
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
@@ -53,13 +52,8 @@ from wazuhcluster.clientkeys import (
 from wazuhcluster.clusteritems import WAZUH_DB, loadClusterItems
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
-from wazuhcluster.localclient import LocalClient
 from wazuhcluster.localserver.base import OWN_COMMANDS
 from wazuhcluster.ossecconf import readClusterConfig
-from wazuhcluster.wazuhdb.authd import AUTH_SOCKET, AuthdClient
-from wazuhcluster.wazuhdb.classic import WDB_SOCKET, WazuhDBClient
-from wazuhcluster.wazuhdb.commands import WazuhDBCommands
-from wazuhcluster.wazuhdb.rows import listedAgent
 
 #: Column headers of C{agent list}, as C{cluster_control -a} prints them.
 LIST_HEADERS = ("ID", "NAME", "IP", "STATUS", "VERSION", "NODE NAME")
@@ -417,26 +411,19 @@ def askLocalDaemon(home, request, timeout=5.0):
 def callLocalDaemon(home, command, payload, timeout=5.0):
     """
     Send one request to the daemon of C{home} over its local socket and
-    wait for its answer (L{wazuhcluster.localclient}), blocking.
+    wait for its answer, blocking (L{callLocalSocket}).
 
     @return: the answer's payload (L{bytes}).
     @raise ClusterError: 3012 when no daemon answers, 3020 without an
         answer in C{timeout} seconds, the daemon's error otherwise.
     """
-    endpoint = BlockingUNIXEndpoint(home.controlSocket.path, connectTimeout=timeout)
-    try:
-        client = runBlocking(LocalClient.connect(endpoint, endpoint.clock), endpoint, timeout)
-        return runBlocking(client.execute(command, payload, timeout), endpoint, timeout + 1)
-    finally:
-        closeAll(endpoint)
+    return callLocalSocket(home.controlSocket.path, command, payload, timeout)
 
 
 # ---------------------------------------------------------------------------
 # With the wazuh-db agent store (a node beside a Wazuh manager): authd
-# registers and removes agents, wazuh-db lists them.
-
-#: Seconds to wait for authd, directly or through the master.
-AUTHD_TIMEOUT = 70.0
+# registers and removes agents, wazuh-db lists them
+# (L{wazuhcluster.agentauthd}).
 
 
 def agentStoreBackend(home):
@@ -463,84 +450,26 @@ def _wazuhDBCommand(command):
     return variant
 
 
-def askAuthd(home, config, message, timeout=AUTHD_TIMEOUT):
-    """
-    Send one request to the master's authd: directly on the master, through
-    the worker's daemon (C{sendsync}) on a worker.
-
-    @param message: the request, C{{"function": ..., "arguments": {...}}}.
-    @return: authd's C{data}.
-    @raise ClusterError: authd's error (C{Error 9008 - Duplicate name}), or
-        why it could not be asked.
-    """
-    if config.node_type == "master":
-        endpoint = BlockingUNIXEndpoint(home.child(AUTH_SOCKET).path, connectTimeout=timeout)
-        authd = AuthdClient(endpoint, endpoint.clock, timeout=timeout)
-        try:
-            raw = runBlocking(authd.request(message), endpoint, timeout + 1)
-        finally:
-            closeAll(endpoint)
-    else:
-        payload = json.dumps({"daemon_name": "authd", "message": message}).encode("utf-8")
-        raw = callLocalDaemon(home, b"sendsync", payload, timeout)
-    return authdData(raw)
-
-
-def authdData(raw):
-    """
-    The C{data} of authd's raw answer.
-
-    @raise ClusterError: with authd's code and message for an error.
-    """
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or type(answer.get("error")) is not int:
-        raise ClusterError(f"Error registering a new agent: authd answered {raw[:80]!r}", 1725)
-    if answer["error"] != 0:
-        message = answer.get("message")
-        raise ClusterError(message if isinstance(message, str) else "authd error",
-                           answer["error"])
-    return answer.get("data")
-
-
 def _addThroughAuthd(home, config, out, err, name, ip, group):
     _checkNewAgent(name, ip)
-    arguments = {"name": name, "ip": ip}
     if group is not None:
         _checkGroups(home, [group])
-        arguments["groups"] = group
-    data = askAuthd(home, config, {"function": "add", "arguments": arguments})
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise ClusterError(f"Error registering a new agent: authd answered {data!r:.80}", 1725)
+    agentId = addThroughAuthd(home, config, name, ip, group)
     if config.node_type == "master":
         refreshDaemonGroups(home)
-    out.write(f"{data['id']}\n")
+    out.write(f"{agentId}\n")
 
 
 def _removeThroughAuthd(home, config, out, err, agentId):
     agentId = _parseId(agentId)
-    askAuthd(home, config, {"function": "remove", "arguments": {"id": agentId, "purge": True}})
+    removeThroughAuthd(home, config, agentId)
     if config.node_type == "master":
         refreshDaemonGroups(home)
     out.write(f"Agent {agentId} removed.\n")
 
 
 def _listFromWazuhDB(home, config, out, err, asJson):
-    endpoint = BlockingUNIXEndpoint(home.child(WDB_SOCKET).path)
-    commands = WazuhDBCommands(WazuhDBClient(endpoint, endpoint.clock))
-
-    def listAgents():
-        numbers = yield commands.agentIds()
-        rows = yield commands.agentRows(sorted(numbers))
-        return [listedAgent(rows[n]) for n in sorted(numbers) if rows[n] is not None]
-
-    try:
-        agents = runBlocking(inlineCallbacks(listAgents)(), endpoint, AUTHD_TIMEOUT)
-    finally:
-        closeAll(endpoint)
-    _printAgents(out, agents, asJson)
+    _printAgents(out, listFromWazuhDB(home), asJson)
 
 
 def _list(home, config, db, out, err, asJson):

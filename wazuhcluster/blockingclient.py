@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.localclient import LocalClient
 
 #: Bytes read at once.
 READ_SIZE = 65536
@@ -162,6 +163,23 @@ def run(d, endpoint, timeout=60.0):
     if isinstance(result, Failure):
         result.raiseException()
     return result
+
+
+def callLocalSocket(path, command, payload=b"", timeout=5.0):
+    """
+    Send one request to the local server on the UNIX socket at C{path} and
+    wait for its answer (L{LocalClient.execute}), blocking.
+
+    @return: the answer's payload (L{bytes}).
+    @raise ClusterError: 3012 when nothing answers, 3020 without an answer
+        in C{timeout} seconds, the server's error otherwise.
+    """
+    endpoint = BlockingUNIXEndpoint(path, connectTimeout=timeout)
+    try:
+        client = run(LocalClient.connect(endpoint, endpoint.clock), endpoint, timeout)
+        return run(client.execute(command, payload, timeout), endpoint, timeout + 1)
+    finally:
+        closeAll(endpoint)
 
 
 def closeAll(endpoint):
