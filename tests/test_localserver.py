@@ -357,7 +357,8 @@ class MasterBytesTests(SynchronousTestCase):
         """
         A frame announcing more than the bound closes the connection; a
         client silent for two minutes is dropped; past the client limit,
-        connections are refused at once.
+        connections are refused at once (said once in the log until a client
+        leaves).
         """
         self.client.send(struct.pack("!2I", 1, 11 * 1024 * 1024) + b"echo -------")
         self.assertTrue(self.client.transport.disconnecting)
@@ -367,8 +368,15 @@ class MasterBytesTests(SynchronousTestCase):
         small = ControlServer(self.cluster.masterHome.controlSocket,
                               lambda: MasterLocalHandler(self.cluster.master),
                               self.cluster.clock, limit=1)
-        LocalClientBytes(small)
+        warnings = []
+        small.factory.log.observer = warnings.append
+        first = LocalClientBytes(small)
         self.assertIsNone(small.factory.buildProtocol(None))
+        self.assertIsNone(small.factory.buildProtocol(None))
+        self.assertEqual(len(warnings), 1)
+        first.transport.loseConnection()
+        first.protocol.connectionLost(None)
+        self.assertIsNotNone(small.factory.buildProtocol(None))
 
 
 class WorkerBytesTests(SynchronousTestCase):

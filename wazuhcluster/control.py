@@ -199,6 +199,7 @@ class ControlFactory(LocalServerFactory):
         self.limit = limit
         self.protocols = set()
         self._emptied = []
+        self._full = False
 
     @property
     def clients(self):
@@ -206,9 +207,12 @@ class ControlFactory(LocalServerFactory):
 
     def buildProtocol(self, addr):
         if self.clients >= self.limit:
-            if self.log is not None:
+            # Said once until a client leaves: a client retrying in a loop
+            # would fill the log.
+            if not self._full and self.log is not None:
                 self.log.warn("Refused a local client: {limit} are connected already.",
                               limit=self.limit)
+            self._full = True
             return None
         protocol = super().buildProtocol(addr)
         self.protocols.add(protocol)
@@ -219,6 +223,7 @@ class ControlFactory(LocalServerFactory):
         The connection C{protocol} is closed.
         """
         self.protocols.discard(protocol)
+        self._full = False
         if not self.protocols:
             waiters, self._emptied = self._emptied, []
             for waiter in waiters:
