@@ -19,6 +19,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.cluster import InMemoryCluster
+from tests.localhandlers import serving
 from tests.test_hello import LogCapture
 from wazuhcluster.agentcli import refreshDaemonGroups
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, AgentDatabase, AgentInfo
@@ -793,7 +794,7 @@ class RefreshDaemonTests(TestCase):
                 asked.append((request, arguments))
                 return {"refreshed": True}
 
-        server = ControlServer(home.controlSocket, Handler(), reactor)
+        server = ControlServer(home.controlSocket, serving(Handler()), reactor)
         server.startService()
         self.addCleanup(server.stopService)
         answered = yield deferToThread(refreshDaemonGroups, home)

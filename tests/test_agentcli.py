@@ -16,6 +16,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.localhandlers import serving
 from wazuhcluster.agentcli import (
     agentAdd,
     agentGroup,
@@ -27,6 +28,7 @@ from wazuhcluster.agentcli import (
 )
 from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.cli import run
+from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.clientkeys import readClientKeys
 from wazuhcluster.control import ControlServer
 from wazuhcluster.home import NodeHome
@@ -629,10 +631,10 @@ class ReportNotifiesDaemonTests(TestCase):
         self.master = makeHome(base.child("m"), "master", "master-node", ["default"])
         self.worker = makeHome(base.child("w"), "worker", "worker1")
 
-    def serve(self, handler):
+    def serve(self, handlerFactory):
         from twisted.internet import reactor
 
-        server = ControlServer(self.worker.controlSocket, handler, reactor)
+        server = ControlServer(self.worker.controlSocket, handlerFactory, reactor)
         server.startService()
         self.addCleanup(server.stopService)
 
@@ -644,7 +646,7 @@ class ReportNotifiesDaemonTests(TestCase):
         the command blocks).
         """
         daemon = RecordingDaemon()
-        self.serve(daemon)
+        self.serve(serving(daemon))
         out, err = io.StringIO(), io.StringIO()
         agentAdd(self.master.root.path, "web1", out=out, err=err)
         self.master.clientKeys.copyTo(self.worker.clientKeys)
@@ -663,7 +665,7 @@ class ReportNotifiesDaemonTests(TestCase):
         from tests.cluster import InMemoryCluster
 
         cluster = InMemoryCluster(self)
-        self.serve(cluster.master.control)
+        self.serve(lambda: MasterLocalHandler(cluster.master))
         self.master.clientKeys.setContent(b"001 web1 any " + b"a" * 64 + b"\n")
         self.master.clientKeys.copyTo(self.worker.clientKeys)
         out, err = io.StringIO(), io.StringIO()

@@ -243,12 +243,11 @@ class OpenAgentStoreTests(TestCase):
         failure.trap(ClusterError)
         self.assertIn("etc/none", str(failure.value))
 
-    def test_wazuhDbNotAvailable(self):
+    def test_wazuhDbBlockingRefused(self):
         """
-        The wazuh-db backend is not available yet: a clear ClusterError.
+        The wazuh-db backend is for the daemon: a blocking opening (the
+        C{agent} commands) is a clear ClusterError.
         """
         items = self.items(backend="wazuh-db")
-        failure = self.failureResultOf(openAgentStore(self.home, items, reactor, "m"))
-        failure.trap(ClusterError)
-        self.assertIn("wazuh-db agent store is not available yet", str(failure.value))
-        self.assertRaises(ClusterError, openAgentStoreBlocking, self.home, items, "m")
+        error = self.assertRaises(ClusterError, openAgentStoreBlocking, self.home, items, "m")
+        self.assertIn("use Wazuh's own tools", str(error))

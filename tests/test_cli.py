@@ -35,7 +35,9 @@ from tests.cluster import InMemoryCluster
 from tests.test_endtoend import ClusterProcesses
 from wazuhcluster import WAZUH_COMPATIBLE_VERSION, __version__, cli
 from wazuhcluster.cli import buildParser, defaultHome, run
-from wazuhcluster.control import ControlServer, WorkerControlHandler
+from wazuhcluster.control import ControlServer
+from wazuhcluster.localserver.master import MasterLocalHandler
+from wazuhcluster.localserver.worker import WorkerLocalHandler
 from wazuhcluster.controlclient import controlCommand
 from wazuhcluster.home import NodeHome
 from wazuhcluster.nodeinit import initNode
@@ -258,8 +260,8 @@ class ControlAnswersTests(TestCase):
         self.worker = self.cluster.addWorker("worker1")
         self.cluster.addWorker("worker2")
 
-    def serve(self, handler):
-        server = ControlServer(self.home.controlSocket, handler, reactor)
+    def serve(self, handlerFactory):
+        server = ControlServer(self.home.controlSocket, handlerFactory, reactor)
         server.startService()
         self.addCleanup(server.stopService)
 
@@ -279,7 +281,7 @@ class ControlAnswersTests(TestCase):
         self.cluster.network.masterUp = False
         self.cluster.master.workers["worker1"].transport.loseConnection()
         self.cluster.network.flush()
-        self.serve(WorkerControlHandler(self.worker))
+        self.serve(lambda: WorkerLocalHandler(self.worker))
         status, out, err = yield self.ask("-l")
         self.assertEqual((status, out), (1, ""))
         self.assertEqual(err, "Error 3023 - Worker node is not connected to master\n")
@@ -293,7 +295,7 @@ class ControlAnswersTests(TestCase):
         """
         C{-a -fs bogus} is an error: exit 1.
         """
-        self.serve(self.cluster.master.control)
+        self.serve(lambda: MasterLocalHandler(self.cluster.master))
         status, out, err = yield self.ask("-a", "-fs", "bogus")
         self.assertEqual((status, out), (1, ""))
         self.assertIn("Invalid agent status 'bogus'", err)
@@ -306,7 +308,7 @@ class ControlAnswersTests(TestCase):
         C{-l -fn nosuch} is Wazuh's C{Error 1730 - Node does not exist},
         exit 1.
         """
-        self.serve(self.cluster.master.control)
+        self.serve(lambda: MasterLocalHandler(self.cluster.master))
         status, out, err = yield self.ask("-l", "-fn", "nosuch")
         self.assertEqual((status, out), (1, ""))
         self.assertEqual(err, "Error 1730 - Node does not exist: nosuch\n")
@@ -317,7 +319,7 @@ class ControlAnswersTests(TestCase):
         C{-i more -fn worker1} says "Connected nodes (1)" and lists that
         node only.
         """
-        self.serve(self.cluster.master.control)
+        self.serve(lambda: MasterLocalHandler(self.cluster.master))
         status, out, err = yield self.ask("-i", "more", "-fn", "worker1")
         self.assertEqual((status, err), (0, ""))
         self.assertIn("Connected nodes (1):", out)

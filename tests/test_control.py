@@ -9,44 +9,56 @@ import json
 
 from twisted.protocols import amp
 from twisted.python.filepath import FilePath
+from twisted.test import iosim
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.cluster import InMemoryCluster
 from wazuhcluster.cli import run
-from wazuhcluster.commands import MAX_CHUNK, ControlFailed
-from wazuhcluster.control import ControlProtocol, WorkerControlHandler
+from wazuhcluster.commands import MAX_CHUNK, ControlFailed, ControlRequest, FetchResultChunk
+from wazuhcluster.control import WorkerControlHandler
 from wazuhcluster.controlclient import formatHealth, formatNodes, formatTable
 from wazuhcluster.health import defaultStatus, isoDate, nodeInfo
+from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.nodeinit import initNode
-from wazuhcluster.results import callControl
+from wazuhcluster.results import ResultStore, callControl
+from wazuhcluster.wazuhlocal.protocol import CommandTable, LocalLimits, WazuhLocalProtocol
+from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError
 
 
-class BigHandler:
+class ResultServer(amp.AMP):
     """
-    Answers every request with a JSON value of C{size} bytes.
+    The answering side of a forwarded control request (as
+    L{wazuhcluster.master.connection.MasterConnection}): every request is
+    answered with C{value}, kept in a L{ResultStore}.
     """
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+        self.results = ResultStore()
 
-    def answer(self, request, arguments):
-        from twisted.internet.defer import succeed
+    @ControlRequest.responder
+    def controlRequest(self, request, arguments):
+        return self.results.put(self.value)
 
-        return succeed(json.dumps({"blob": "x" * self.size}).encode())
+    @FetchResultChunk.responder
+    def fetchResultChunk(self, result_id, index):
+        return self.results.fetch(result_id, index)
 
 
 class ResultChunkTests(SynchronousTestCase):
     """
-    Results larger than one AMP value come back in chunks.
+    Results larger than one AMP value come back in chunks over the cluster
+    connection; the local socket answers unknown requests with an error.
     """
 
     def test_bigResult(self):
         """
         A 300 kB answer arrives whole through L{callControl}.
         """
-        client, server, pump = connectedServerAndClient(
-            lambda: ControlProtocol(BigHandler(5 * MAX_CHUNK)), amp.AMP)
+        value = json.dumps({"blob": "x" * (5 * MAX_CHUNK)}).encode()
+        client, server, pump = connectedServerAndClient(lambda: ResultServer(value), amp.AMP)
         results = []
         callControl(client, "get_health").addBoth(results.append)
         pump.flush()
@@ -54,19 +66,25 @@ class ResultChunkTests(SynchronousTestCase):
 
     def test_unknownRequest(self):
         """
-        An unknown request is a declared error; the connection stays.
+        An unknown command on the master's local socket is an C{err} reply
+        (Wazuh's 3000); the connection stays and answers the next request.
         """
         cluster = InMemoryCluster(self)
-        client, server, pump = connectedServerAndClient(
-            lambda: ControlProtocol(cluster.master.control), amp.AMP)
+        server = WazuhLocalProtocol(MasterLocalHandler(cluster.master), cluster.clock)
+        client = WazuhLocalProtocol(CommandTable(), cluster.clock, LocalLimits())
+        pump = iosim.connect(server, iosim.makeFakeServer(server),
+                             client, iosim.makeFakeClient(client), clock=cluster.clock)
         results = []
-        callControl(client, "format_disk").addBoth(results.append)
+        client.sendRequest(b"format_disk").addBoth(results.append)
         pump.flush()
-        self.assertIsInstance(results[0].value, ControlFailed)
-        self.assertIn("Unknown control request", str(results[0].value))
-        callControl(client, "get_nodes").addBoth(results.append)
+        self.assertIsInstance(results[0].value, WazuhRemoteError)
+        self.assertEqual(str(results[0].value),
+                         "Error 3000 - Cluster: unknown command 'b'format_disk''")
+        client.sendRequest(b"get_nodes", b"{}").addBoth(results.append)
         pump.flush()
-        self.assertEqual(results[1]["nodes"][0]["name"], "master")
+        self.assertEqual(json.loads(results[1])["items"][0]["name"], "master")
+        server.transport.loseConnection()
+        pump.flush()
 
 
 class RequestTests(SynchronousTestCase):

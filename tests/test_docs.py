@@ -62,8 +62,8 @@ class TroubleshootingTests(SynchronousTestCase):
         self.assertEqual(
             messages["No keep alives have been received from {name} in the last minute. "
                      "Disconnecting"]["level"], "ERROR")
-        self.assertEqual(messages["Too many connections from {host} ({count}), rejecting."]
-                         ["level"], "WARNING")
+        self.assertEqual(messages["Refused a connection from {host}: {reason}."]["level"],
+                         "WARNING")
         self.assertIn("wazuhcluster/tap.py",
                       messages["The cluster is disabled in {home.ossecConf.path}."]["modules"])
 

@@ -396,9 +396,11 @@ class AgentsEndToEndTests(TestCase):
         health = json.loads(out)
         node = health["nodes"]["worker1"]
         self.assertEqual(node["info"]["n_active_agents"], 1)
-        for block in ("last_sync_agentinfo", "last_sync_agentgroup",
-                      "last_sync_full_agentgroup"):
+        for block in ("last_sync_agentinfo", "last_sync_agentgroup"):
             self.assertGreaterEqual(node["status"][block]["n_synced_chunks"], 1, block)
+        # A worker that held the master's assignments when it connected
+        # (none, here) is sent no full table.
+        self.assertIn("n_synced_chunks", node["status"]["last_sync_full_agentgroup"])
         self.assertNotEqual(node["status"]["last_sync_agentinfo"]["date_end_master"], "n/a")
         self.assertIn("INFO: [Master] [Local agent-groups] Finished in", cluster.log("master"))
         yield cluster.waitFor(lambda: "INFO: [Worker worker1] [Agent-groups recv] Finished in"

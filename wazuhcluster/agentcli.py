@@ -12,21 +12,27 @@ agent store with L{openAgentStoreBlocking}: the same interactions as
 the daemon's, run at once. SQLite's locking (WAL, busy timeout) makes them
 safe beside a running daemon; C{client.keys} changes are serialised by
 L{lockClientKeys}.
+
+With the wazuh-db agent store (a node beside a Wazuh manager), authd
+registers and removes agents: the master's directly (C{queue/sockets/auth}),
+from a worker through the worker's daemon (its local socket's C{sendsync},
+relayed to the master's authd); C{agent list} reads wazuh-db. These clients
+are the daemon's own protocols, run on blocking sockets
+(L{wazuhcluster.agentauthd}, L{wazuhcluster.blockingclient}), as is the
+nudge of a running daemon (L{askLocalDaemon}, in Wazuh's local protocol).
 """
 
 import json
 import os
-import socket
 import sqlite3
 import sys
-import time
 from contextlib import contextmanager
 
-from twisted.protocols.amp import AmpBox, parseString
 from twisted.python.failure import Failure
 
+from wazuhcluster.agentauthd import addThroughAuthd, listFromWazuhDB, removeThroughAuthd
 from wazuhcluster.agentdb import OS_FIELDS, openAgentStoreBlocking
-from wazuhcluster.clusteritems import loadClusterItems
+from wazuhcluster.blockingclient import callLocalSocket
 from wazuhcluster.clientkeys import (
     MAX_NAME_LENGTH,
     ClientKey,
@@ -43,8 +49,10 @@ from wazuhcluster.clientkeys import (
     sameAgentIp,
     usedAgentIds,
 )
+from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
+from wazuhcluster.localserver.base import OWN_COMMANDS
 from wazuhcluster.ossecconf import readClusterConfig
 
 #: Column headers of C{agent list}, as C{cluster_control -a} prints them.
@@ -173,6 +181,9 @@ def _run(homePath, out, err, command, *args):
     try:
         home = NodeHome.fromPath(homePath)
         config = readClusterConfig(home)
+        if agentStoreBackend(home) == "wazuh-db":
+            _wazuhDBCommand(command)(home, config, out, err, *args)
+            return 0
         with _database(home, config) as db:
             command(home, config, db, out, err, *args)
     except ClusterError as e:
@@ -377,65 +388,96 @@ def requestAgentInfoSync(home, timeout=5.0):
 
 def askLocalDaemon(home, request, timeout=5.0):
     """
-    Send one control request with no arguments to the daemon of C{home} and
-    wait at most C{timeout} seconds for its answer.
+    Send one of this project's control requests, with no arguments, to the
+    daemon of C{home} and wait at most C{timeout} seconds for its answer.
 
-    A blocking client (this process runs no reactor): one AMP box out, read
-    until the answer box ends.
+    A blocking client (this process runs no reactor) speaking Wazuh's local
+    protocol (L{callLocalDaemon}).
 
     @param request: the control request name (C{str}).
     @return: C{True} when the daemon answered with a result, C{False} when
         no daemon runs, it answered an error, or it did not answer in time.
     """
-    path = home.controlSocket.path
-    if not os.path.exists(path):
-        return False
-    box = AmpBox(_command=b"ControlRequest", _ask=b"1",
-                 request=request.encode("ascii"), arguments=b"{}")
-    deadline = time.monotonic() + timeout
-    received = b""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(timeout)
-            client.connect(path)
-            client.sendall(box.serialize())
-            while not _boxEnds(received) and time.monotonic() < deadline:
-                data = client.recv(65536)
-                if not data:
-                    break
-                received += data
-    except OSError:
-        return False
-    if not _boxEnds(received):
+    if not os.path.exists(home.controlSocket.path):
         return False
     try:
-        answer = parseString(received)[0]
-    except Exception:
+        callLocalDaemon(home, OWN_COMMANDS.get(request, request.encode("ascii")), b"{}",
+                        timeout)
+    except ClusterError:
         return False
-    return b"_answer" in answer
+    return True
 
 
-def _boxEnds(data):
+def callLocalDaemon(home, command, payload, timeout=5.0):
     """
-    Whether C{data} holds one whole AMP box (length-prefixed keys and
-    values, ended by an empty key).
+    Send one request to the daemon of C{home} over its local socket and
+    wait for its answer, blocking (L{callLocalSocket}).
+
+    @return: the answer's payload (L{bytes}).
+    @raise ClusterError: 3012 when no daemon answers, 3020 without an
+        answer in C{timeout} seconds, the daemon's error otherwise.
     """
-    offset = 0
-    while offset + 2 <= len(data):
-        keyLength = int.from_bytes(data[offset:offset + 2], "big")
-        offset += 2
-        if keyLength == 0:
-            return True
-        offset += keyLength
-        if offset + 2 > len(data):
-            return False
-        offset += 2 + int.from_bytes(data[offset:offset + 2], "big")
-    return False
+    return callLocalSocket(home.controlSocket.path, command, payload, timeout)
+
+
+# ---------------------------------------------------------------------------
+# With the wazuh-db agent store (a node beside a Wazuh manager): authd
+# registers and removes agents, wazuh-db lists them
+# (L{wazuhcluster.agentauthd}).
+
+
+def agentStoreBackend(home):
+    """
+    The agent store the node of C{home} uses (C{agent_store.backend} of its
+    cluster.json): C{sqlite} or C{wazuh-db}.
+    """
+    return loadClusterItems(home).agentStore.backend
+
+
+def _wazuhDBCommand(command):
+    """
+    The variant of C{command} for a node with the wazuh-db agent store.
+
+    @raise ClusterError: for a command Wazuh's own daemons do there.
+    """
+    variants = {_add: _addThroughAuthd, _remove: _removeThroughAuthd, _list: _listFromWazuhDB}
+    variant = variants.get(command)
+    if variant is None:
+        what = {_group: "group", _report: "report"}.get(command, "this")
+        raise ClusterError(
+            f"agent {what} is not available with the wazuh-db agent store: Wazuh's own "
+            "tools and daemons (the Wazuh API, wazuh-remoted) do it on a manager", 1000)
+    return variant
+
+
+def _addThroughAuthd(home, config, out, err, name, ip, group):
+    _checkNewAgent(name, ip)
+    if group is not None:
+        _checkGroups(home, [group])
+    agentId = addThroughAuthd(home, config, name, ip, group)
+    if config.node_type == "master":
+        refreshDaemonGroups(home)
+    out.write(f"{agentId}\n")
+
+
+def _removeThroughAuthd(home, config, out, err, agentId):
+    agentId = _parseId(agentId)
+    removeThroughAuthd(home, config, agentId)
+    if config.node_type == "master":
+        refreshDaemonGroups(home)
+    out.write(f"Agent {agentId} removed.\n")
+
+
+def _listFromWazuhDB(home, config, out, err, asJson):
+    _printAgents(out, listFromWazuhDB(home), asJson)
 
 
 def _list(home, config, db, out, err, asJson):
     _reconciledKeys(home, db, err)
-    agents = _wait(db.listAgents())
+    _printAgents(out, _wait(db.listAgents()), asJson)
+
+
+def _printAgents(out, agents, asJson):
     if asJson:
         out.write(json.dumps({"agents": agents}) + "\n")
     else:

@@ -131,6 +131,12 @@ def _addInit(commands):
     init.add_argument("--bind", metavar="ADDR", default=None,
                       help="the address the master listens on (new node: 0.0.0.0; "
                            "existing node: kept)")
+    init.add_argument("--agent-store", metavar="BACKEND", default=None,
+                      choices=["sqlite", "wazuh-db"], dest="agent_store",
+                      help="where the node keeps its agents: sqlite (its own database) or "
+                           "wazuh-db (the Wazuh manager's, beside which it replaces "
+                           "wazuh-clusterd); recorded in etc/cluster.json (new node: "
+                           "sqlite; existing node: kept)")
 
 
 def _addCheckConfig(commands):
@@ -186,7 +192,9 @@ def _addAgent(commands):
 
     add = _subparser(actions, "add", "register an agent (master only)",
                      "Append a new agent to etc/client.keys (every other line is kept\n"
-                     "as it is) and to the agent database; print its ID.",
+                     "as it is) and to the agent database; print its ID. With the wazuh-db\n"
+                     "agent store, the master's authd registers it (from a worker too,\n"
+                     "through the worker's daemon).",
                      "  wazuh-cluster agent add --name web-01 --ip 10.0.0.20 --group web")
     _addHome(add)
     add.add_argument("--name", required=True, help="the agent name")
@@ -197,7 +205,8 @@ def _addAgent(commands):
 
     remove = _subparser(actions, "remove", "remove an agent (master only)",
                         "Remove an agent's line from etc/client.keys and its row from "
-                        "the agent database.",
+                        "the agent database (with the wazuh-db agent store, through the "
+                        "master's authd, from a worker too).",
                         "  wazuh-cluster agent remove --id 003")
     _addHome(remove)
     remove.add_argument("--id", required=True, help="the agent ID")
@@ -325,7 +334,7 @@ def runInit(args, out, err):
     report = initNodeReport(home, args.node_type, args.name, args.ca,
                             clusterName=args.cluster, key=args.key,
                             masterHost=args.master_host, port=args.port,
-                            bindAddr=args.bind)
+                            bindAddr=args.bind, agentStore=args.agent_store)
     out.write(formatInitSummary(home, args.ca, report))
     return 0
 

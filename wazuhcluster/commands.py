@@ -47,6 +47,13 @@ class ControlFailed(Exception):
     """
 
 
+class RelayFailed(Exception):
+    """
+    A request relayed to a daemon of the master (L{SendSync}) failed; the
+    message says why (C{Error 1726 - Wazuh authd is not running: ...}).
+    """
+
+
 class SyncRefused(Exception):
     """
     The master refuses a sync request (unknown session, path not in its
@@ -157,6 +164,22 @@ class FetchResultChunk(ClusterCommand):
     arguments = [(b"result_id", Unicode()), (b"index", Integer())]
     response = [(b"data", String())]
     errors = {ControlFailed: b"CONTROL_FAILED"}
+
+
+class SendSync(ClusterCommand):
+    """
+    worker -> master: relay the C{sendsync} of a daemon on the worker (authd
+    enrolling or removing an agent) to the same daemon on the master, and
+    answer its raw reply.  C{daemon_name} is the daemon (C{authd});
+    C{message} its JSON request, at most
+    L{wazuhcluster.localserver.relay.MAX_MESSAGE} bytes; C{answer} is what
+    the daemon answered, unchanged.
+    """
+
+    commandName = b"SendSync"
+    arguments = [(b"daemon_name", Unicode()), (b"message", String())]
+    response = [(b"answer", String())]
+    errors = {RelayFailed: b"RELAY_FAILED"}
 
 
 # ---------------------------------------------------------------------------

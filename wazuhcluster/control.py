@@ -1,40 +1,54 @@
 # -*- test-case-name: tests.test_control -*-
 """
-The local control socket (C{queue/cluster/c-internal.sock}, 0660) and what it
-answers: the equivalents of the original's C{get_nodes} and C{get_health},
-C{get_agents}, and the requests the C{agent} commands send a running daemon
-(C{refresh_agent_groups} on a master, C{sync_agent_info} on a worker).
+The local control socket (C{queue/cluster/c-internal.sock}, 0660), served
+in Wazuh's own local framing (L{wazuhcluster.wazuhlocal}; the commands are
+in L{wazuhcluster.localserver}), and the control handlers behind it.
 
-A handler turns a request name and its arguments (a dict) into a JSON-able
-value; the master answers from its own state, a worker forwards what only
-the master knows.  Every failure is a declared L{ControlFailed}.
+A control handler turns one of this project's requests and its arguments
+(a dict) into a JSON-able value: C{get_nodes}, C{get_health} (the
+equivalents of the original's), C{get_agents}, and the requests the
+C{agent} commands send a running daemon (C{refresh_agent_groups} on a
+master, C{sync_agent_info} on a worker).  The master answers from its own
+state; a worker forwards what only the master knows over the cluster
+connection (L{ControlRequest}).  Every failure is a declared
+L{ControlFailed}.
 """
 
 import socket
 
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
-from twisted.internet.protocol import Factory
-from twisted.protocols import amp
-from twisted.protocols.policies import TimeoutMixin
 
 from wazuhcluster import __version__
-from wazuhcluster.chunks import RecordError, decodeJson
-from wazuhcluster.commands import ControlFailed, ControlRequest, FetchResultChunk
+from wazuhcluster.chunks import RecordError
+from wazuhcluster.commands import ControlFailed
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.health import nodeInfo
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
-from wazuhcluster.results import ResultStore, callControl
+from wazuhcluster.results import callControl
+from wazuhcluster.wazuhlocal.protocol import LocalLimits, LocalServerFactory, WazuhLocalProtocol
 
 #: Local clients served at once.
 MAX_CONTROL_CLIENTS = 64
 
-#: Seconds a local client may stay silent.
-CONTROL_IDLE_TIMEOUT = 120
+#: Seconds a local client may stay silent (Wazuh's local server: 120).
+CONTROL_IDLE_TIMEOUT = 120.0
 
-#: The largest box a local client may send.
-MAX_CONTROL_BOX = 64 * 1024
+#: The largest message a local client may send (its requests are small; the
+#: answers it receives are not bounded by this).
+MAX_CONTROL_MESSAGE = 16 * 1024 * 1024
+
+#: The bounds of one local client: messages, strings and requests in
+#: progress, and the idle timeout.
+CONTROL_LIMITS = LocalLimits(
+    maxMessage=MAX_CONTROL_MESSAGE,
+    maxBuffered=MAX_CONTROL_MESSAGE,
+    maxStrings=4,
+    maxStringBytes=MAX_CONTROL_MESSAGE,
+    maxInflight=16,
+    idleTimeout=CONTROL_IDLE_TIMEOUT,
+)
 
 
 def asControlFailure(failure):
@@ -160,84 +174,32 @@ class WorkerControlHandler:
         return d
 
 
-class ControlProtocol(amp.AMP, TimeoutMixin):
+class _LocalConnection(WazuhLocalProtocol):
     """
-    One local control client: bounded boxes, dropped when idle.
+    A local client's connection, counted by its factory.
     """
-
-    def __init__(self, handler, clock=None):
-        """
-        @param clock: the clock of the idle timeout; without one, no idle
-            timeout.
-        """
-        super().__init__()
-        self.handler = handler
-        self.results = ResultStore()
-        self._boxBytes = 0
-        self._clock = clock
-        if clock is not None:
-            self.callLater = clock.callLater
-
-    def connectionMade(self):
-        super().connectionMade()
-        if self._clock is not None:
-            self.setTimeout(CONTROL_IDLE_TIMEOUT)
-
-    onLost = None
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
         super().connectionLost(reason)
-        if self.onLost is not None:
-            onLost, self.onLost = self.onLost, None
-            onLost()
-
-    def dataReceived(self, data):
-        self.resetTimeout()
-        self._boxBytes += len(data)
-        if self._boxBytes > MAX_CONTROL_BOX:
-            self.transport.abortConnection()
-            return None
-        return super().dataReceived(data)
-
-    def ampBoxReceived(self, box):
-        self._boxBytes = 0
-        super().ampBoxReceived(box)
-
-    def timeoutConnection(self):
-        self.transport.abortConnection()
-
-    def locateResponder(self, name):
-        if name == b"StartTLS":
-            return None
-        return super().locateResponder(name)
-
-    @ControlRequest.responder
-    def controlRequest(self, request, arguments):
-        d = maybeDeferred(decodeJson, (arguments or "{}").encode("utf-8"))
-        d.addCallback(lambda parsed: self.handler.answer(request, parsed))
-        d.addErrback(asControlFailure)
-        d.addCallback(self.results.put)
-        return d
-
-    @FetchResultChunk.responder
-    def fetchResultChunk(self, result_id, index):
-        return self.results.fetch(result_id, index)
+        self.factory.gone(self)
 
 
-class ControlFactory(Factory):
+class ControlFactory(LocalServerFactory):
     """
-    Builds a L{ControlProtocol} per local client, at most C{limit} at once
-    (more are refused at once).
+    Builds a connection with a new handler per local client, at most
+    C{limit} at once (more are closed at once).
     """
 
+    protocol = _LocalConnection
     noisy = False
 
-    def __init__(self, handler, limit=MAX_CONTROL_CLIENTS, clock=None):
-        self.handler = handler
+    def __init__(self, handlerFactory, clock=None, limit=MAX_CONTROL_CLIENTS,
+                 limits=CONTROL_LIMITS, log=None):
+        super().__init__(handlerFactory, clock, limits, log)
         self.limit = limit
-        self.clock = clock
         self.protocols = set()
+        self._emptied = []
+        self._full = False
 
     @property
     def clients(self):
@@ -245,11 +207,27 @@ class ControlFactory(Factory):
 
     def buildProtocol(self, addr):
         if self.clients >= self.limit:
+            # Said once until a client leaves: a client retrying in a loop
+            # would fill the log.
+            if not self._full and self.log is not None:
+                self.log.warn("Refused a local client: {limit} are connected already.",
+                              limit=self.limit)
+            self._full = True
             return None
-        protocol = ControlProtocol(self.handler, self.clock)
-        protocol.onLost = lambda: self.protocols.discard(protocol)
+        protocol = super().buildProtocol(addr)
         self.protocols.add(protocol)
         return protocol
+
+    def gone(self, protocol):
+        """
+        The connection C{protocol} is closed.
+        """
+        self.protocols.discard(protocol)
+        self._full = False
+        if not self.protocols:
+            waiters, self._emptied = self._emptied, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def dropClients(self):
         """
@@ -257,37 +235,37 @@ class ControlFactory(Factory):
 
         @return: a Deferred firing once they are all closed.
         """
-        waits = []
+        if not self.protocols:
+            return succeed(None)
+        d = Deferred()
+        self._emptied.append(d)
         for protocol in list(self.protocols):
             if protocol.transport is not None:
-                lost = Deferred()
-                previous = protocol.onLost
-
-                def onLost(previous=previous, lost=lost):
-                    previous()
-                    lost.callback(None)
-
-                protocol.onLost = onLost
-                waits.append(lost)
                 protocol.transport.abortConnection()
-        return DeferredList(waits)
+        return d
 
 
 class ControlServer(ListeningService):
     """
-    Serves L{ControlProtocol} on the node's control socket while running.
+    Serves Wazuh's local protocol on the node's control socket
+    (C{queue/cluster/c-internal.sock}, 0660) while running, with one handler
+    per client from C{handlerFactory}
+    (L{wazuhcluster.localserver.master.MasterLocalHandler},
+    L{wazuhcluster.localserver.worker.workerHandlers}).
     """
 
     name = "control"
 
-    def __init__(self, socketPath, handler, reactor, log=None):
+    def __init__(self, socketPath, handlerFactory, reactor, log=None,
+                 limit=MAX_CONTROL_CLIENTS, limits=CONTROL_LIMITS):
         self.socketPath = socketPath
+        log = log if log is not None else ClusterLogger(
+            "Local Server", "Main", namespace="wazuhcluster.control")
         super().__init__(
             UNIXServerEndpoint(reactor, socketPath.path, mode=0o660),
-            ControlFactory(handler, clock=reactor),
+            ControlFactory(handlerFactory, clock=reactor, limit=limit, limits=limits, log=log),
             onListening=self._listeningLogged,
-            log=log if log is not None else ClusterLogger(
-                "Local Server", "Main", namespace="wazuhcluster.control"),
+            log=log,
         )
 
     def _listeningLogged(self, port):

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_control -*-
 """
 The client side of C{wazuh-cluster control}: asks the local daemon over its
-control socket and prints the answer in the original's layout
+control socket (in Wazuh's local protocol, as C{cluster_control} does) and
+prints the answer in the original's layout
 (C{cluster_control}, WAZUH.md section 7.2) or as JSON.
 
 Every failure exits with status 1: one line on stderr and, with C{--json},
@@ -12,14 +13,13 @@ C{{"error": 3023, "message": "Worker node is not connected to master"}}.
 import json
 import re
 
-from twisted.internet.defer import CancelledError, TimeoutError, inlineCallbacks
-from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError, ConnectionLost
-from twisted.protocols import amp
+from twisted.internet.defer import inlineCallbacks
 
 from wazuhcluster.commands import ControlFailed
 from wazuhcluster.errors import ClusterError
-from wazuhcluster.results import callControl
+from wazuhcluster.localclient import LocalClient
+from wazuhcluster.localserver.base import OWN_COMMANDS
+from wazuhcluster.wazuhlocal.wazuhjson import dumps, loads
 
 NOT_RUNNING = "Cluster is not running."
 
@@ -28,6 +28,9 @@ NOT_RUNNING_CODE = 3012
 
 #: Wazuh's code for a request that got no answer in time.
 TIMEOUT_CODE = 3020
+
+#: The largest answer decoded.
+MAX_ANSWER = 256 * 1024 * 1024
 
 #: C{cluster_control}'s text when C{-fs} comes without C{-a}.
 WRONG_ARGUMENTS = "Wrong arguments."
@@ -61,31 +64,57 @@ def errorObject(error):
     return {"error": int(match.group(1)), "message": match.group(2)}
 
 
+def localRequest(request, arguments=None):
+    """
+    The local-protocol request for one of this project's control requests:
+    C{get_nodes} and C{get_health} are asked as Wazuh's own clients ask
+    them (the answer of C{get_nodes} turned back into C{{"nodes": [...]}});
+    the others (C{get_agents}, C{refresh_agent_groups}, C{sync_agent_info})
+    are their commands (L{OWN_COMMANDS}) with the arguments as a JSON
+    object.
+
+    @return: C{(command, payload, convert)}, C{convert} turning the decoded
+        answer into this project's shape.
+    """
+    arguments = dict(arguments or {})
+    names = list(arguments.get("node_names") or [])
+    if request == "get_nodes":
+        query = {"filter_node": names or None, "offset": 0, "limit": None, "sort": None,
+                 "search": None, "select": None, "filter_type": "all", "distinct": False}
+        return b"get_nodes", dumps(query), lambda answer: {"nodes": answer["items"]}
+    if request == "get_health":
+        return b"get_health", dumps(names or None), lambda answer: answer
+    if request not in OWN_COMMANDS:
+        raise ClusterError(f"Unknown control request {request!r}", 3038)
+    return OWN_COMMANDS[request], dumps(arguments), lambda answer: answer
+
+
 @inlineCallbacks
 def askDaemon(reactor, home, request, arguments=None, timeout=30):
     """
-    Send one control request to the daemon of C{home}.
+    Send one control request to the daemon of C{home} over its local
+    socket, in Wazuh's local protocol (L{wazuhcluster.localclient}).
 
     @raise ClusterNotRunning: when nothing answers on the socket.
-    @raise ControlFailed: when the daemon answers with an error.
+    @raise ClusterError: when the daemon answers with an error (Wazuh's
+        code and text), or does not answer in C{timeout} seconds (3020).
     """
-    endpoint = UNIXClientEndpoint(reactor, home.controlSocket.path, timeout=timeout)
+    command, payload, convert = localRequest(request, arguments)
     try:
-        protocol = yield connectProtocol(endpoint, amp.AMP())
-    except (ConnectError, OSError):
-        raise ClusterNotRunning(NOT_RUNNING)
+        client = yield LocalClient.forSocket(reactor, home.controlSocket.path, timeout)
+    except ClusterError as error:
+        if error.code == NOT_RUNNING_CODE:
+            raise ClusterNotRunning(NOT_RUNNING) from None
+        raise
     try:
-        d = callControl(protocol, request, arguments)
-        d.addTimeout(timeout, reactor)
-        result = yield d
-    except (TimeoutError, CancelledError):
-        raise ControlFailed(f"Error {TIMEOUT_CODE} - Timeout sending request: {request}")
-    except ConnectionLost:
-        raise ControlFailed(f"Error {TIMEOUT_CODE} - The cluster daemon closed the "
-                            f"connection before answering {request}")
+        answer = yield client.execute(command, payload, timeout)
     finally:
-        protocol.transport.loseConnection()
-    return result
+        client.close()
+    try:
+        return convert(loads(answer, maxSize=MAX_ANSWER))
+    except (ClusterError, KeyError, TypeError) as error:
+        raise ClusterError(f"The cluster daemon's answer to {request} is not what was "
+                           f"expected: {str(error)[:200]}", 3016) from None
 
 
 def formatTable(header, rows):

@@ -19,6 +19,8 @@ import ipaddress
 import os
 import re
 
+import attrs
+
 from twisted.python.filepath import FilePath
 
 from wazuhcluster.errors import ClusterError, ConfigError
@@ -37,6 +39,7 @@ from wazuhcluster.initreport import (
     formatInitSummary,
     initNotes,
 )
+from wazuhcluster.initstore import plannedAgentStore, writeAgentStore
 from wazuhcluster.ossecconf import (
     ClusterConfig,
     checkClusterConfig,
@@ -254,7 +257,7 @@ def _asFilePath(path):
 
 
 def initNode(home, nodeType, nodeName, caDir, clusterName=None, key=None,
-             masterHost=None, port=None, bindAddr=None):
+             masterHost=None, port=None, bindAddr=None, agentStore=None):
     """
     Create or complete a node home, as C{wazuh-cluster init} does; see
     L{initNodeReport}.
@@ -263,11 +266,11 @@ def initNode(home, nodeType, nodeName, caDir, clusterName=None, key=None,
     """
     return initNodeReport(home, nodeType, nodeName, caDir, clusterName=clusterName,
                           key=key, masterHost=masterHost, port=port,
-                          bindAddr=bindAddr).home
+                          bindAddr=bindAddr, agentStore=agentStore).home
 
 
 def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
-                   masterHost=None, port=None, bindAddr=None):
+                   masterHost=None, port=None, bindAddr=None, agentStore=None):
     """
     Create or complete a node home, as C{wazuh-cluster init} does.
 
@@ -290,6 +293,9 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
     @param port: the cluster port (1025-65534; 1516 for a new node).
     @param bindAddr: the address the master listens on (C{0.0.0.0} for a
         new node).
+    @param agentStore: the agent store backend to record in
+        C{etc/cluster.json} (C{sqlite} or C{wazuh-db}); L{None} keeps the
+        node's (C{sqlite} for a new node).
     @rtype: L{InitReport}
     @raise ConfigError: for an invalid argument.
     @raise ClusterError: if the home is another node already, a path is not
@@ -318,11 +324,20 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
     _checkSameNode(home, existing, nodeType, nodeName)
     if existing is None and nodeType == "worker" and masterHost is None:
         raise ConfigError("A worker needs the address of its master (--master-host)")
+    storePlan = plannedAgentStore(home, agentStore)
 
     undo = InitUndo.before(home, caDir)
     try:
-        return _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
-                           masterHost, port, bindAddr)
+        report = _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
+                             masterHost, port, bindAddr)
+        writeAgentStore(home, storePlan)
+        if storePlan.change is not None and not report.created:
+            report = attrs.evolve(report, changes=report.changes + (storePlan.change,))
+        elif storePlan.change is not None:
+            report = attrs.evolve(report, notes=report.notes + (
+                f"The agent store is {agentStore} ({home.clusterJsonOverrides.path}, "
+                "agent_store.backend).",))
+        return report
     except OSError as e:
         undo.run()
         where = os.path.dirname(e.filename) if e.filename else home.root.path

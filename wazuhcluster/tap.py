@@ -8,7 +8,9 @@ home, used unless the user passes the twistd option itself:
 
   - C{--pidfile}: C{H/var/run/wazuh-clusterd.pid} (twistd's default,
     C{./twistd.pid}, would stop a second node started in the same
-    directory);
+    directory); besides it, while the node serves, it keeps the pidfile
+    Wazuh's tools check, C{H/var/run/wazuh-clusterd-<pid>.pid}
+    (L{wazuhcluster.pidfile});
   - C{--logfile} (daemon mode only; C{-n} logs to stdout): C{H/logs/twistd.log};
   - C{--uid}/C{--gid}: when started as root on a home that belongs to
     another user, that user (Wazuh's daemons drop to the C{wazuh} user the
@@ -35,6 +37,7 @@ from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
+from wazuhcluster.pidfile import WazuhPidfile
 
 #: twistd's own default pidfile, which means "not chosen by the user".
 TWISTD_DEFAULT_PIDFILE = "twistd.pid"
@@ -56,7 +59,8 @@ class Options(usage.Options):
     longdesc = (
         "Run a wazuhcluster node (wazuhcluster " + __version__ + ", following Wazuh "
         + WAZUH_COMPATIBLE_VERSION + ") from its home, made by 'wazuh-cluster init'. "
-        "Defaults for twistd's options: --pidfile H/var/run/wazuh-clusterd.pid, "
+        "Defaults for twistd's options: --pidfile H/var/run/wazuh-clusterd.pid (while it "
+        "serves, the node also keeps Wazuh's H/var/run/wazuh-clusterd-<pid>.pid), "
         "--logfile H/logs/twistd.log (daemon mode; with -n twistd logs to stdout), "
         "and when started as root on a home owned by another user, --uid/--gid of "
         "that user. The node itself logs to H/logs/cluster.log (and "
@@ -232,6 +236,8 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
     node = NodeService(home, config, items, identity, reactor=reactor)
     node.addListeners()
     node.setServiceParent(root)
+    # Last: written once the node serves, removed first at stop.
+    WazuhPidfile(home, log=node.log).setServiceParent(root)
     return root
 
 

@@ -6,7 +6,9 @@ cluster.json (L{wazuhcluster.agentstoreitems}).
   - C{sqlite}: C{queue/db/global.db} of the home;
   - C{postgresql}: the server of C{agent_store.dsn}, with the password read
     from C{agent_store.password_file};
-  - C{wazuh-db}: not available yet.
+  - C{wazuh-db}: the Wazuh manager's own wazuh-db beside the node
+    (L{wazuhcluster.wazuhdb.store}), for the daemon only: the C{agent}
+    commands go to Wazuh's own tools there.
 """
 
 from twisted.internet.defer import fail
@@ -60,13 +62,13 @@ def _password(home, store):
 
 def _notAvailable(store):
     return ClusterError(
-        f"The {store.backend} agent store is not available yet: set "
-        f"agent_store.backend to sqlite or postgresql in etc/cluster.json",
+        f"The {store.backend} agent store cannot be opened by this command: "
+        f"use Wazuh's own tools beside a manager",
         2000,
     )
 
 
-def openAgentStore(home, items, reactor, managerName):
+def openAgentStore(home, items, reactor, managerName, log=None):
     """
     Open the agent store of the node at C{home}.
 
@@ -76,6 +78,8 @@ def openAgentStore(home, items, reactor, managerName):
     @type home: L{wazuhcluster.home.NodeHome}
     @param items: the node's L{wazuhcluster.clusteritems.ClusterItems}.
     @param managerName: the name of agent C{000} if the store is created.
+    @param log: the node's L{wazuhcluster.logs.ClusterLogger} (the
+        wazuh-db store logs what it sets aside).
     @return: a L{Deferred} firing with the store (an
         L{wazuhcluster.agentstore.IAgentStore} provider), or failing with a
         L{ClusterError}.
@@ -93,6 +97,10 @@ def openAgentStore(home, items, reactor, managerName):
         return AgentDatabase.openPostgres(
             store.dsn, reactor=reactor, managerName=managerName, password=password
         )
+    if store.backend == "wazuh-db":
+        from wazuhcluster.wazuhdb.store import WazuhDBAgentStore
+
+        return WazuhDBAgentStore.open(home, reactor, log=log)
     return fail(_notAvailable(store))
 
 

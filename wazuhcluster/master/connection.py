@@ -2,7 +2,7 @@
 """
 The master's side of one worker connection: the hello that authenticates it,
 then the control requests a registered worker may forward for its local
-clients.  Everything else a registered worker may call is answered by its
+clients, and the daemon requests (C{sendsync}) it relays for its daemons.  Everything else a registered worker may call is answered by its
 sessions (L{wazuhcluster.session}).
 """
 
@@ -20,6 +20,7 @@ from wazuhcluster.commands import (
     FetchResultChunk,
     Hello,
     HelloRejected,
+    SendSync,
 )
 from wazuhcluster.connection import ClusterConnection, shown
 from wazuhcluster.ossecconf import MAX_NODE_NAME
@@ -225,6 +226,13 @@ class MasterConnection(ClusterConnection):
     @FetchResultChunk.responder
     def fetchResultChunk(self, result_id, index):
         return self.results.fetch(result_id, index)
+
+    # -- daemon requests relayed for the worker's daemons --------------------------
+
+    @SendSync.responder
+    def sendSync(self, daemon_name, message):
+        d = self.master.relay.relay(self.name, daemon_name, message)
+        return d.addCallback(lambda answer: {"answer": answer})
 
 
 def _asControlFailure(failure):

@@ -17,6 +17,8 @@ from wazuhcluster import tls
 from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.control import ControlServer, MasterControlHandler
 from wazuhcluster.listening import ListeningService
+from wazuhcluster.localserver.master import MasterLocalHandler
+from wazuhcluster.localserver.relay import DaemonRelay
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.master.agent_groups_send import MasterAgentGroups
 from wazuhcluster.master.agent_info import MasterAgentInfo
@@ -86,7 +88,8 @@ def openLocalStore(master):
     The master's agent store, the one C{agent_store} in C{etc/cluster.json}
     names (C{queue/db/global.db} by default).
     """
-    return openAgentStore(master.home, master.items, master.reactor, master.config.node_name)
+    return openAgentStore(master.home, master.items, master.reactor, master.config.node_name,
+                          log=master.log.withSubtag("Agent store"))
 
 
 class MasterService(NodeService):
@@ -120,6 +123,7 @@ class MasterService(NodeService):
         self.addFeature(MasterAgentInfo(self, self.agentStore))
         self.groups = self.addFeature(MasterAgentGroups(self, self.agentStore))
         self.control = MasterControlHandler(self, self.agents, self.groups)
+        self.relay = DaemonRelay(home, self.reactor, self.log.withSubtag("SendSync"))
         self.listener = None
 
     @property
@@ -150,7 +154,7 @@ class MasterService(NodeService):
         self.listener = ListeningService(endpoint, self.buildFactory(), self._serving,
                                          log=self.log)
         self.listener.setServiceParent(self)
-        ControlServer(self.home.controlSocket, self.control, self.reactor,
+        ControlServer(self.home.controlSocket, lambda: MasterLocalHandler(self), self.reactor,
                       log=self.log.withTag("Local Server")).setServiceParent(self)
 
     def _serving(self, port):

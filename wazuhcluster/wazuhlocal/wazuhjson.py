@@ -36,6 +36,9 @@ MAX_JSON_DEPTH = 64
 #: socket (framework/wazuh/core/exception.py, 4.14).
 WAZUH_TEXTS = {
     1000: "Wazuh Internal Error",
+    1724: "Not a valid select field",
+    1728: "Invalid node type",
+    1730: "Node does not exist",
     3000: "Cluster",
     3009: "Error executing distributed API request",
     3012: "Cluster is not running",

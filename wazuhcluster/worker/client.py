@@ -24,7 +24,8 @@ from wazuhcluster import PROTOCOL_VERSION, __version__, tls
 from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.commands import Hello, Ping
 from wazuhcluster.connection import ClusterConnection, shown
-from wazuhcluster.control import ControlServer, WorkerControlHandler
+from wazuhcluster.control import ControlServer
+from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.ossecconf import isNodeName
 from wazuhcluster.node import NodeService
@@ -100,7 +101,8 @@ def openLocalStore(worker):
     The worker's agent store, the one C{agent_store} in C{etc/cluster.json}
     names (C{queue/db/global.db} by default).
     """
-    return openAgentStore(worker.home, worker.items, worker.reactor, worker.config.node_name)
+    return openAgentStore(worker.home, worker.items, worker.reactor, worker.config.node_name,
+                          log=worker.log.withSubtag("Agent store"))
 
 
 class WorkerService(NodeService):
@@ -164,8 +166,8 @@ class WorkerService(NodeService):
         """
         Add the local control socket.
         """
-        ControlServer(self.home.controlSocket, WorkerControlHandler(self, self.agentInfo),
-                      self.reactor, log=self.log.withTag("Local Server")).setServiceParent(self)
+        ControlServer(self.home.controlSocket, workerHandlers(self), self.reactor,
+                      log=self.log.withTag("Local Server")).setServiceParent(self)
 
     # -- connecting ------------------------------------------------------------
 
