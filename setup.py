@@ -15,6 +15,7 @@ setup(
         "service-identity>=24.1",
         "attrs>=23.1",
         "cryptography>=42",
+        "prometheus_client>=0.20",
     ],
     extras_require={"test": ["hypothesis>=6.100"]},
     entry_points={"console_scripts": ["wazuh-cluster = wazuhcluster.cli:main"]},
