@@ -35,6 +35,7 @@ from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
+from wazuhcluster.web.service import WebSetupError, parseWebAddress, webServiceFor
 
 
 #: twistd's own default pidfile, which means "not chosen by the user".
@@ -70,9 +71,16 @@ class Options(usage.Options):
         ["home", "H", None,
          "The node home, the equivalent of /var/ossec (default: $WAZUH_HOME, else "
          "/var/ossec when it exists)."],
+        ["web", None, None,
+         "Serve the status page (master), the Wazuh API's /cluster/* endpoints and "
+         "/metrics on [ADDR:]PORT (default address 127.0.0.1)."],
+        ["web-users", None, None,
+         "Ask for HTTP basic authentication, users from FILE (lines user:hash; make one "
+         "with 'python -m wazuhcluster.web.passwd USER')."],
     ]
     optFlags = [
         ["debug", "d", "Write debug messages to cluster.log too."],
+        ["web-tls", None, "Serve the web service over TLS with the node's own certificate."],
     ]
 
     def opt_version(self):
@@ -89,6 +97,13 @@ class Options(usage.Options):
             self["home"] = defaultHome()
         if not self["home"]:
             raise usage.UsageError("--home is required (or set WAZUH_HOME)")
+        if (self["web-users"] or self["web-tls"]) and not self["web"]:
+            raise usage.UsageError("--web-users and --web-tls need --web [ADDR:]PORT")
+        if self["web"]:
+            try:
+                parseWebAddress(self["web"])
+            except ValueError as e:
+                raise usage.UsageError(f"--web {e}")
         applyTwistdDefaults(self, getattr(self, "parent", None))
 
 
@@ -232,6 +247,12 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         from wazuhcluster.worker.client import WorkerService as NodeService
     node = NodeService(home, config, items, identity, reactor=reactor)
     node.addListeners()
+    if options.get("web"):
+        try:
+            webServiceFor(node, options["web"], options.get("web-users"),
+                          options.get("web-tls")).setServiceParent(node)
+        except WebSetupError as e:
+            refuse(home, str(e), program, stderr)
     node.setServiceParent(root)
     return root
 
