@@ -137,13 +137,14 @@ class AgentCounts:
         now = self.clock.seconds()
         if self.updated is not None and now - self.updated < self.maxAge:
             return succeed(self.latest)
-        if self._waiting is None:
-            self._waiting = []
-            d = maybeDeferred(self.control.answer, "get_agents", {})
-            d.addCallback(lambda answer: self.runInThread(countAgents, answer["agents"]))
-            d.addCallbacks(self._counted, self._failed)
         waiter = Deferred()
-        self._waiting.append(waiter)
+        if self._waiting is not None:
+            self._waiting.append(waiter)
+            return waiter
+        self._waiting = [waiter]
+        d = maybeDeferred(self.control.answer, "get_agents", {})
+        d.addCallback(lambda answer: self.runInThread(countAgents, answer["agents"]))
+        d.addCallbacks(self._counted, self._failed)
         return waiter
 
     def _counted(self, counts):

@@ -104,6 +104,8 @@ class Query:
         if extra:
             shown = ", ".join(sorted(extra)[:10])[:300]
             raise badRequest(f"Extra query parameter(s) {shown} not in spec")
+        for name in COMMON_PARAMETERS:
+            self.flag(name)
 
     def get(self, name, default=None):
         return self.values.get(name, default)
@@ -131,9 +133,6 @@ class Query:
             return []
         return [part.strip() for part in value.split(",") if part.strip()]
 
-    @property
-    def pretty(self):
-        return self.flag("pretty") if "pretty" in self.values else False
 
 
 def encodeJson(value, pretty=False):
