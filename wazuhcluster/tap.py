@@ -251,8 +251,8 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         try:
             webServiceFor(node, options["web"], options.get("web-users"),
                           options.get("web-tls")).setServiceParent(node)
-        except WebSetupError as e:
-            refuse(home, str(e), program, stderr)
+        except WebSetupError as error:
+            refuse(home, f"The web service cannot start: {error}", program, stderr)
     node.setServiceParent(root)
     return root
 

@@ -17,6 +17,7 @@ import re
 from attrs import frozen
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet.defer import FirstError, maybeDeferred
+from twisted.logger import LogLevel
 from twisted.web._auth.basic import BasicCredentialFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -216,6 +217,7 @@ class WebRoot(Resource):
         else:
             if self.log is not None:
                 self.log.failure("Error answering a web request for {path}", failure,
+                                 level=LogLevel.error,
                                  path=request.path[:200].decode("utf-8", "replace"))
             error = ApiError(500, 1000, "Wazuh Internal Error")
         body = encodeJson({"error": error.code, "message": error.message})
