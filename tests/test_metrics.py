@@ -15,7 +15,14 @@ from tests.test_agent_sync import keys
 from tests.test_web import addMasterFile, startWeb
 from tests.webclient import fetch, pumpInMemory
 from wazuhcluster.clientkeys import writeClientKeys
-from wazuhcluster.metrics import AgentCounts, NodeMetrics, SyncObservers, countAgents
+from wazuhcluster.metrics import (
+    AGENT_COUNT_MAX_AGE,
+    AgentCounts,
+    NodeMetrics,
+    SyncObservers,
+    countAgents,
+    storeAgents,
+)
 
 INTERVALS = {
     "worker": {"keep_alive": 5, "sync_agent_info": 5, "connection_retry": 2},
@@ -144,7 +151,7 @@ class MasterMetricsTests(TestCase):
         self.assertEqual(self.successResultOf(cluster.masterStore.countActiveAgents("worker2")), 1)
         cached = yield self.scrape()
         self.assertEqual(value(cached, "wazuhcluster_agents", status="active", node="worker2"), 0)
-        cluster.clock.advance(5)
+        cluster.clock.advance(AGENT_COUNT_MAX_AGE)
         fresh = yield self.scrape()
         self.assertEqual(value(fresh, "wazuhcluster_agents", status="active", node="worker2"), 1)
 
@@ -188,8 +195,8 @@ class RegistryTests(SynchronousTestCase):
         """
         first = InMemoryCluster(self)
         second = InMemoryCluster(self)
-        counts = [AgentCounts(c.master.control, c.clock, c.master.runInThread, c.master.log)
-                  for c in (first, second)]
+        counts = [AgentCounts(storeAgents(c.master), c.clock, c.master.runInThread,
+                              c.master.log) for c in (first, second)]
         one = NodeMetrics.forMaster(first.master, counts[0])
         two = NodeMetrics.forMaster(second.master, counts[1])
         one.start()
@@ -260,7 +267,7 @@ class AgentCountsTests(SynchronousTestCase):
         again.
         """
         clock = self.cluster.clock
-        counts = AgentCounts(self.cluster.master.control, clock, self.runLater,
+        counts = AgentCounts(storeAgents(self.cluster.master), clock, self.runLater,
                              self.cluster.master.log, maxAge=5)
         first, second = counts.get(), counts.get()
         self.assertEqual(len(self.pending), 1)
@@ -290,7 +297,7 @@ class AgentCountsTests(SynchronousTestCase):
         def broken(function, *args):
             raise RuntimeError("disk on fire")
 
-        counts = AgentCounts(self.cluster.master.control, self.cluster.clock, broken,
+        counts = AgentCounts(storeAgents(self.cluster.master), self.cluster.clock, broken,
                              self.cluster.master.log)
         self.assertEqual(self.successResultOf(counts.get()), {})
         self.assertTrue(any("disk on fire" in e.get("error", "") for e in logged))

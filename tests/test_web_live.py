@@ -237,8 +237,6 @@ class LiveWebTests(TestCase):
                 lambda count: count == 1)
 
         yield cluster.waitFor(active)
-        # The agent counts of /metrics may be a few seconds old.
-        yield deferLater(reactor, 5.5, lambda: None)
         status, headers, text = yield fetch(cluster.web.url + "metrics")
         found = {}
         for family in text_string_to_metric_families(text.decode()):

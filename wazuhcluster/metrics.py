@@ -12,9 +12,10 @@ comes from L{SyncObservers}: the master's feature sessions call
 L{SyncObservers.finished} where they log "Finished in", and
 L{NodeMetrics} feeds a histogram and a counter from it.
 
-Agents are counted from the master's agent store (C{get_agents} of the
-control handler, counted in a thread), at most every
-L{AGENT_COUNT_MAX_AGE} seconds whatever the scrape rate (L{AgentCounts}).
+Agents are counted from the master's agent store (its C{listAgents}, read
+and counted in threads: nothing per agent runs in the reactor thread), at
+most every L{AGENT_COUNT_MAX_AGE} seconds whatever the scrape rate
+(L{AgentCounts}).
 """
 
 import collections
@@ -37,7 +38,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
                     60.0, 120.0, 300.0)
 
 #: Seconds an agent count may be reused before the store is asked again.
-AGENT_COUNT_MAX_AGE = 5.0
+AGENT_COUNT_MAX_AGE = 10.0
 
 #: The content type of the Prometheus text format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -95,6 +96,14 @@ class SyncObservers:
                 self.log.failure("A sync observer failed", level=LogLevel.error)
 
 
+def storeAgents(node):
+    """
+    A C{listAgents} for L{AgentCounts}: every agent of C{node}'s agent store
+    (L{wazuhcluster.agentstore.IAgentStore.listAgents}).
+    """
+    return lambda: node.agentStore.get().addCallback(lambda store: store.listAgents())
+
+
 def countAgents(agents):
     """
     C{{(node, status): count}} of a C{get_agents} list (agents reporting to
@@ -115,12 +124,12 @@ class AgentCounts:
     @ivar updated: when they were made (the node's clock), or L{None}.
     """
 
-    def __init__(self, control, clock, runInThread, log, maxAge=AGENT_COUNT_MAX_AGE):
+    def __init__(self, listAgents, clock, runInThread, log, maxAge=AGENT_COUNT_MAX_AGE):
         """
-        @param control: the master's control handler (C{answer(request,
-            arguments)}).
+        @param listAgents: returns a Deferred of every agent (dicts with
+            C{node_name} and C{status}), e.g. L{storeAgents} of the master.
         """
-        self.control = control
+        self.listAgents = listAgents
         self.clock = clock
         self.runInThread = runInThread
         self.log = log
@@ -142,8 +151,8 @@ class AgentCounts:
             self._waiting.append(waiter)
             return waiter
         self._waiting = [waiter]
-        d = maybeDeferred(self.control.answer, "get_agents", {})
-        d.addCallback(lambda answer: self.runInThread(countAgents, answer["agents"]))
+        d = maybeDeferred(self.listAgents)
+        d.addCallback(lambda agents: self.runInThread(countAgents, agents))
         d.addCallbacks(self._counted, self._failed)
         return waiter
 

@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from wazuhcluster.control import WorkerControlHandler
 from wazuhcluster.listening import ListeningService
-from wazuhcluster.metrics import CONTENT_TYPE, AgentCounts, NodeMetrics
+from wazuhcluster.metrics import CONTENT_TYPE, AgentCounts, NodeMetrics, storeAgents
 from wazuhcluster.web.auth import HashedPasswordChecker, UsersFileError, readUsers
 from wazuhcluster.web.history import RecentLog, SeenWorkers, SyncHistory
 from wazuhcluster.web.page import Overview, loadPage
@@ -113,13 +113,14 @@ class WebService(MultiService):
         routes = {}
         if node.config.node_type == "master":
             control = node.control
-            agentCounts = AgentCounts(control, node.clock, node.runInThread, self.log)
+            agentCounts = AgentCounts(storeAgents(node), node.clock, node.runInThread,
+                                      self.log)
             self.metrics = NodeMetrics.forMaster(node, agentCounts)
             self.history = SyncHistory()
             recentLog = RecentLog(node.config.node_name)
             recentLog.setServiceParent(self)
-            page = loadPage()
-            routes[""] = lambda request: (Query(request), page)[1]
+            self.page = loadPage()
+            routes[""] = self._page
             routes["status.json"] = Overview(node, agentCounts, self.history, recentLog,
                                              SeenWorkers())
         else:
@@ -143,6 +144,10 @@ class WebService(MultiService):
     @property
     def port(self):
         return self.listener.port
+
+    def _page(self, request):
+        Query(request)
+        return self.page
 
     def _metrics(self, request):
         Query(request)
