@@ -15,6 +15,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -35,7 +36,12 @@ from wazuhcluster.web.auth import (
     readUsers,
 )
 from wazuhcluster.web.passwd import main as passwdMain
-from wazuhcluster.web.service import WebSetupError, webContextFactory, webServiceFor
+from wazuhcluster.web.service import (
+    WebService,
+    WebSetupError,
+    webContextFactory,
+    webServiceFor,
+)
 
 #: Few iterations: fast tests (the default is for real users files).
 FAST = 1000
@@ -338,3 +344,47 @@ class PasswdTests(SynchronousTestCase):
             self.assertIn(expected, err.getvalue())
             self.assertEqual(len(err.getvalue().splitlines()), 1)
             self.assertEqual(out.getvalue(), "")
+
+
+class ExposureWarningTests(TestCase):
+    """
+    A service reachable beyond loopback says so when it is unprotected.
+    """
+
+    timeout = 30
+
+    def logged(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+    def warnings(self, events):
+        return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+
+    def test_openToAnyone(self):
+        """
+        On all addresses without users, a warning says anyone can read it.
+        """
+        events = self.logged()
+        cluster = InMemoryCluster(self)
+        web = WebService(cluster.master, "0.0.0.0", 0, reactor=reactor)
+        web.startService()
+        self.addCleanup(web.stopService)
+        [warning] = self.warnings(events)
+        self.assertIn("answers anyone who can reach it: add --web-users", warning)
+
+    def test_passwordsInClear(self):
+        """
+        With users but no TLS beyond loopback, a warning says passwords
+        travel in clear; on loopback nothing is said.
+        """
+        events = self.logged()
+        cluster = InMemoryCluster(self)
+        checker = HashedPasswordChecker(parseUsers(usersText(alice="pw")), deferToThread, reactor)
+        for host in ("0.0.0.0", "127.0.0.1"):
+            web = WebService(cluster.master, host, 0, checker=checker, reactor=reactor)
+            web.startService()
+            self.addCleanup(web.stopService)
+        [warning] = self.warnings(events)
+        self.assertIn("asks for passwords over plain HTTP", warning)

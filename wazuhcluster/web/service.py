@@ -159,6 +159,13 @@ class WebService(MultiService):
         host = f"[{address.host}]" if ":" in address.host else address.host
         self.url = f"{self.scheme}://{host}:{address.port}/"
         self.log.info("Serving the status service on {url}", url=self.url)
+        loopback = address.host.startswith("127.") or address.host == "::1"
+        if self.site.resource.checker is not None and self.scheme == "http" and not loopback:
+            self.log.warn("The status service asks for passwords over plain HTTP on {url}: "
+                          "add --web-tls.", url=self.url)
+        elif self.site.resource.checker is None and not loopback:
+            self.log.warn("The status service on {url} answers anyone who can reach it: "
+                          "add --web-users (and --web-tls).", url=self.url)
 
     def startService(self):
         self.metrics.start()
