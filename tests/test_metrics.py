@@ -288,7 +288,7 @@ class AgentCountsTests(SynchronousTestCase):
     def test_failureKeepsLastCounts(self):
         """
         When the store cannot answer, the last counts are given and a
-        warning is logged.
+        warning is logged, once per maximum age (not at every scrape).
         """
         logged = []
         globalLogPublisher.addObserver(logged.append)
@@ -298,9 +298,13 @@ class AgentCountsTests(SynchronousTestCase):
             raise RuntimeError("disk on fire")
 
         counts = AgentCounts(storeAgents(self.cluster.master), self.cluster.clock, broken,
-                             self.cluster.master.log)
+                             self.cluster.master.log, maxAge=5)
         self.assertEqual(self.successResultOf(counts.get()), {})
-        self.assertTrue(any("disk on fire" in e.get("error", "") for e in logged))
+        self.assertEqual(self.successResultOf(counts.get()), {})
+        self.assertEqual(sum("disk on fire" in e.get("error", "") for e in logged), 1)
+        self.cluster.clock.advance(5)
+        counts.get()
+        self.assertEqual(sum("disk on fire" in e.get("error", "") for e in logged), 2)
 
     def test_countAgents(self):
         """

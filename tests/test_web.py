@@ -148,6 +148,7 @@ class MasterEndpointTests(TestCase):
             "cluster/healthcheck?offset=1": 400,
             "cluster/nodes?pretty=maybe": 400,
             "cluster/nodes?nodes_list=%ff": 400,
+            "cluster/nodes?limit=%C2%B2": 400,
         }
         for path, code in cases.items():
             status, body = yield self.get(path)

@@ -162,6 +162,8 @@ class AgentCounts:
         self._release()
 
     def _failed(self, failure):
+        # Asked again only after maxAge: one line per period, not per scrape.
+        self.updated = self.clock.seconds()
         self.log.warn("Could not count the agents: {error}", error=failure.getErrorMessage())
         self._release()
 

@@ -121,7 +121,8 @@ class Query:
         value = self.values.get(name)
         if value is None:
             return default
-        if not value.isdigit() or len(value) > 12 or not minimum <= int(value) <= maximum:
+        if (not (value.isascii() and value.isdigit()) or len(value) > 12
+                or not minimum <= int(value) <= maximum):
             raise badRequest(f"{name} must be an integer from {minimum} to {maximum}")
         return int(value)
 
