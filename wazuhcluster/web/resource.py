@@ -18,7 +18,7 @@ from attrs import frozen
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet.defer import FirstError, maybeDeferred
 from twisted.logger import LogLevel
-from twisted.web._auth.basic import BasicCredentialFactory
+from twisted.web.guard import BasicCredentialFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
