@@ -8,7 +8,7 @@ workers report theirs to the master in keep-alives.
 import math
 import time
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -173,6 +173,7 @@ class RingTests(SynchronousTestCase):
         probe = ReactorLagProbe(Clock())
         self.assertEqual(probe._ring.capacity, 6001)
 
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(st.floats(min_value=0, max_value=10), min_size=1, max_size=500),
            st.floats(min_value=0.01, max_value=1.0))
     def test_percentile(self, values, fraction):
