@@ -9,8 +9,8 @@ database holding C{--agents} agents (a quarter of them active on each of
 four worker names), its web service on a loopback port. Each round asks
 over HTTP, with the agent counts made fresh for every C{/metrics}.
 Printed: median and spread of each answer's latency, the master's reactor
-lag (max, p99) over the rounds, and, as the baseline measured in the same
-run, a plain C{SELECT node_name, connection_status, COUNT(*) ... GROUP BY}
+lag (max, p99) over the rounds (and over an idle stretch just before, the
+machine's own noise), and, as the baseline measured in the same run, a plain C{SELECT node_name, connection_status, COUNT(*) ... GROUP BY}
 on a copy of the same database (the ceiling of any agent count).  Then
 the CPU the lag probe costs: process time over an idle stretch with the
 probe running against the same stretch without it.
@@ -21,6 +21,7 @@ Usage (from the repository root): python benchmarks/bench_web.py
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -99,6 +100,10 @@ def run(reactor, options):
         timings = {"metrics": [], "status.json": [], "cluster/healthcheck": []}
         sizes = {}
         counts = web.metrics.agentCounts
+        idleStarted = reactor.seconds()
+        yield task.deferLater(reactor, options.idle, lambda: None)
+        idleLate = [lateness for when, lateness in master.lag.samples() if when >= idleStarted]
+        rssBefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         roundsStarted = reactor.seconds()
         for _ in range(options.rounds):
             counts.updated = None  # a fresh count for every scrape
@@ -109,6 +114,7 @@ def run(reactor, options):
             yield task.deferLater(reactor, 0.2, lambda: None)
         late = [lateness for when, lateness in master.lag.samples() if when >= roundsStarted]
         lagMax, lagP99 = max(late), percentile(late, 0.99)
+        rssAfter = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         yield master.stopService()
 
         print(f"{options.agents} agents, {options.rounds} rounds")
@@ -118,8 +124,12 @@ def run(reactor, options):
             print(f"/{path} ({sizes[path]} bytes): {summary(values)}; "
                   f"{ratio:.1f}x the baseline")
         print(f"master reactor lag over the rounds: max {lagMax * 1000:.1f} ms, "
-              f"p99 {lagP99 * 1000:.1f} ms (budget: max < 50 ms, p99 < 10 ms)")
+              f"p99 {lagP99 * 1000:.1f} ms (budget: max < 50 ms, p99 < 10 ms); the same "
+              f"master idle for {options.idle:g} s just before: max {max(idleLate) * 1000:.1f} "
+              f"ms, p99 {percentile(idleLate, 0.99) * 1000:.1f} ms")
 
+        print(f"peak RSS {rssBefore / 1024:.0f} MiB before the rounds, {rssAfter / 1024:.0f} MiB "
+              "after (a fresh agent count lists every agent)")
         idle = {}
         for withProbe in (False, True, False, True):
             probe = ReactorLagProbe(reactor)

@@ -54,7 +54,7 @@ class Options(usage.Options):
     Options of C{twistd wazuh-master} / C{twistd wazuh-worker}.
     """
 
-    synopsis = "[--home H] [--debug]"
+    synopsis = "[--home H] [--debug] [--web [ADDR:]PORT [--web-users FILE] [--web-tls]]"
     longdesc = (
         "Run a wazuhcluster node (wazuhcluster " + __version__ + ", following Wazuh "
         + WAZUH_COMPATIBLE_VERSION + ") from its home, made by 'wazuh-cluster init'. "
