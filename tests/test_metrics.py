@@ -9,15 +9,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from tests.cluster import InMemoryCluster
 from tests.test_agent_sync import keys
 from tests.test_web import addMasterFile, startWeb
 from tests.webclient import fetch, pumpInMemory
 from wazuhcluster.clientkeys import writeClientKeys
+from wazuhcluster.storeslot import AgentStoreService
+from wazuhcluster.agentdb import AgentDatabase
 from wazuhcluster.metrics import (
     AGENT_COUNT_MAX_AGE,
     AgentCounts,
+    IAgentCounter,
     NodeMetrics,
     SyncObservers,
     countAgents,
@@ -317,3 +321,54 @@ class AgentCountsTests(SynchronousTestCase):
             {"node_name": "w2", "status": "disconnected"}]),
             {("w1", "active"): 2, ("unknown", "never_connected"): 1,
              ("w2", "disconnected"): 1})
+
+
+@implementer(IAgentCounter)
+class CountingDatabase(AgentDatabase):
+    """
+    The SQLite agent store with the one-query count L{AgentCounts} prefers.
+    """
+
+    def countAgentsByNodeAndStatus(self):
+        def count(transaction):
+            transaction.execute(
+                "SELECT node_name, connection_status, COUNT(*) FROM agent WHERE id > 0 "
+                "GROUP BY node_name, connection_status")
+            return {(node or "unknown", status): n for node, status, n in transaction.fetchall()}
+
+        return self._pool.runInteraction(count)
+
+
+class _Node:
+    def __init__(self, store, log):
+        self.agentStore = AgentStoreService(lambda: None, log, injected=store)
+        self.agentStore.startService()
+
+
+class AgentCounterTests(SynchronousTestCase):
+    """
+    A store that counts by itself is asked for its counts, not its list.
+    """
+
+    def test_sameCountsWithoutTheList(self):
+        """
+        The counts of a store providing L{IAgentCounter} equal those made
+        from its list, and nothing is counted in a thread.
+        """
+        cluster = InMemoryCluster(self)
+        writeClientKeys(cluster.masterHome.clientKeys, keys(3))
+        self.successResultOf(cluster.master.agents.reconcileClientKeys())
+        self.successResultOf(cluster.masterStore.reportAgent("002", status="active",
+                                                             nodeName="worker1"))
+        listed = self.successResultOf(
+            AgentCounts(storeAgents(cluster.master), cluster.clock, cluster.master.runInThread,
+                        cluster.master.log).get())
+        counting = CountingDatabase.openBlocking(cluster.masterHome.globalDb,
+                                                 managerName="master")
+        self.addCleanup(counting.close)
+        threadJobs = []
+        counts = AgentCounts(storeAgents(_Node(counting, cluster.master.log)), cluster.clock,
+                             lambda f, *a: threadJobs.append(f), cluster.master.log)
+        self.assertEqual(self.successResultOf(counts.get()), listed)
+        self.assertEqual(listed, {("worker1", "active"): 1, ("unknown", "never_connected"): 2})
+        self.assertEqual(threadJobs, [])

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import LogLevel
+from zope.interface import Interface
 
 from wazuhcluster import __version__
 from wazuhcluster.agentdb import CONNECTION_STATUSES
@@ -96,12 +97,39 @@ class SyncObservers:
                 self.log.failure("A sync observer failed", level=LogLevel.error)
 
 
+class IAgentCounter(Interface):
+    """
+    An agent store that counts its agents per node and status itself (one
+    C{GROUP BY}), which L{AgentCounts} then uses instead of listing every
+    agent.
+    """
+
+    def countAgentsByNodeAndStatus():
+        """
+        @return: a Deferred firing with C{{(node, status): count}} (agents
+            reporting to no node under C{unknown}).
+        """
+
+
 def storeAgents(node):
     """
     A C{listAgents} for L{AgentCounts}: every agent of C{node}'s agent store
-    (L{wazuhcluster.agentstore.IAgentStore.listAgents}).
+    (L{wazuhcluster.agentstore.IAgentStore.listAgents}), or the store's own
+    counts when it provides L{IAgentCounter}.
     """
-    return lambda: node.agentStore.get().addCallback(lambda store: store.listAgents())
+
+    def listAgents(store):
+        if IAgentCounter.providedBy(store):
+            return store.countAgentsByNodeAndStatus().addCallback(Counted)
+        return store.listAgents()
+
+    return lambda: node.agentStore.get().addCallback(listAgents)
+
+
+class Counted(dict):
+    """
+    Counts that need no counting (from L{IAgentCounter}).
+    """
 
 
 def countAgents(agents):
@@ -152,7 +180,8 @@ class AgentCounts:
             return waiter
         self._waiting = [waiter]
         d = maybeDeferred(self.listAgents)
-        d.addCallback(lambda agents: self.runInThread(countAgents, agents))
+        d.addCallback(lambda agents: dict(agents) if isinstance(agents, Counted)
+                      else self.runInThread(countAgents, agents))
         d.addCallbacks(self._counted, self._failed)
         return waiter
 
