@@ -310,6 +310,33 @@ class AgentCountsTests(SynchronousTestCase):
         counts.get()
         self.assertEqual(sum("disk on fire" in e.get("error", "") for e in logged), 2)
 
+    def test_manyAgentsActiveOnly(self):
+        """
+        Above the listing limit (C{client.keys} size), a store that does not
+        count by itself is asked only for each node's active agents: the
+        counts say they are not complete, and C{/metrics} has only the
+        C{active} series.
+        """
+        cluster = self.cluster
+        cluster.master.integrity.local.rescanNow()
+        self.successResultOf(cluster.masterStore.reportAgent("001", status="active",
+                                                             nodeName="master"))
+        counts = AgentCounts(storeAgents(cluster.master, listLimit=10), cluster.clock,
+                             self.runLater, cluster.master.log)
+        result = self.successResultOf(counts.get())
+        self.assertEqual(self.pending, [])
+        self.assertEqual(result, {("master", "active"): 1})
+        self.assertFalse(result.complete)
+        metrics = NodeMetrics.forMaster(cluster.master, counts)
+        found = samples(self.successResultOf(metrics.render()).decode())
+        self.assertEqual(value(found, "wazuhcluster_agents", status="active", node="master"), 1)
+        self.assertNotIn(("wazuhcluster_agents",
+                          frozenset({"status": "never_connected", "node": "master"}.items())),
+                         found)
+        listed = AgentCounts(storeAgents(cluster.master), cluster.clock, cluster.master.runInThread,
+                             cluster.master.log)
+        self.assertTrue(self.successResultOf(listed.get()).complete)
+
     def test_countAgents(self):
         """
         Agents are counted by node and status; agents of no node count

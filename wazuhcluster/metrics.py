@@ -12,10 +12,11 @@ comes from L{SyncObservers}: the master's feature sessions call
 L{SyncObservers.finished} where they log "Finished in", and
 L{NodeMetrics} feeds a histogram and a counter from it.
 
-Agents are counted from the master's agent store (its C{listAgents}, read
-and counted in threads: nothing per agent runs in the reactor thread), at
-most every L{AGENT_COUNT_MAX_AGE} seconds whatever the scrape rate
-(L{AgentCounts}).
+Agents are counted from the master's agent store at most every
+L{AGENT_COUNT_MAX_AGE} seconds whatever the scrape rate (L{AgentCounts}):
+by the store itself when it provides L{IAgentCounter}; else from its list
+(read and counted in threads) for up to about 5 000 agents; else only the
+active ones (L{storeAgents}).
 """
 
 import collections
@@ -23,7 +24,7 @@ import collections
 from attrs import frozen
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import LogLevel
 from zope.interface import Interface
 
@@ -111,25 +112,52 @@ class IAgentCounter(Interface):
         """
 
 
-def storeAgents(node):
+#: The largest C{client.keys} (bytes; about 5 000 agents) whose agents are
+#: listed to be counted by status: listing more, even in a thread, holds
+#: the interpreter long enough to delay the reactor beyond its budget
+#: (C{benchmarks/bench_web.py}).  Above it, without an L{IAgentCounter}
+#: store, only active agents are counted (one cheap count per node).
+LIST_LIMIT_BYTES = 400 * 1024
+
+
+class Counts(dict):
     """
-    A C{listAgents} for L{AgentCounts}: every agent of C{node}'s agent store
-    (L{wazuhcluster.agentstore.IAgentStore.listAgents}), or the store's own
-    counts when it provides L{IAgentCounter}.
+    C{{(node, status): count}}, made by the store (nothing to count in a
+    thread).
+
+    @ivar complete: every status is counted (else only C{active}).
+    """
+
+    complete = True
+
+
+def storeAgents(master, listLimit=LIST_LIMIT_BYTES):
+    """
+    The C{listAgents} of L{AgentCounts} for C{master}: the store's own
+    counts when it provides L{IAgentCounter}; else every agent (a list to
+    count) while C{client.keys} is at most C{listLimit} bytes; else the
+    active agents of each node (L{Counts} not C{complete}).
     """
 
     def listAgents(store):
         if IAgentCounter.providedBy(store):
-            return store.countAgentsByNodeAndStatus().addCallback(Counted)
-        return store.listAgents()
+            return store.countAgentsByNodeAndStatus().addCallback(Counts)
+        snapshot = master.integrity.local.snapshot
+        keys = snapshot.files.get("etc/client.keys") if snapshot is not None else None
+        if keys is None or keys.size <= listLimit:
+            return store.listAgents()
+        names = [master.config.node_name] + master.registry.names()
+        d = gatherResults([store.countActiveAgents(name) for name in names],
+                          consumeErrors=True)
 
-    return lambda: node.agentStore.get().addCallback(listAgents)
+        def counted(results):
+            counts = Counts({(name, "active"): n for name, n in zip(names, results)})
+            counts.complete = False
+            return counts
 
+        return d.addCallback(counted)
 
-class Counted(dict):
-    """
-    Counts that need no counting (from L{IAgentCounter}).
-    """
+    return lambda: master.agentStore.get().addCallback(listAgents)
 
 
 def countAgents(agents):
@@ -148,7 +176,7 @@ class AgentCounts:
     The master's agents counted per node and status, asked of the store at
     most every C{maxAge} seconds, one query at a time.
 
-    @ivar latest: the last counts, C{{(node, status): count}}.
+    @ivar latest: the last L{Counts}, C{{(node, status): count}}.
     @ivar updated: when they were made (the node's clock), or L{None}.
     """
 
@@ -162,7 +190,7 @@ class AgentCounts:
         self.runInThread = runInThread
         self.log = log
         self.maxAge = maxAge
-        self.latest = {}
+        self.latest = Counts()
         self.updated = None
         self._waiting = None
 
@@ -180,8 +208,8 @@ class AgentCounts:
             return waiter
         self._waiting = [waiter]
         d = maybeDeferred(self.listAgents)
-        d.addCallback(lambda agents: dict(agents) if isinstance(agents, Counted)
-                      else self.runInThread(countAgents, agents))
+        d.addCallback(lambda agents: agents if isinstance(agents, Counts)
+                      else self.runInThread(countAgents, agents).addCallback(Counts))
         d.addCallbacks(self._counted, self._failed)
         return waiter
 
@@ -269,7 +297,8 @@ class MasterCollector:
                                    labels=["status", "node"])
         counts = self.agentCounts.latest
         nodes = sorted({master.config.node_name, *names, *(n for n, _ in counts)})
-        statuses = sorted({*CONNECTION_STATUSES, *(s for _, s in counts)})
+        statuses = sorted({*CONNECTION_STATUSES, *(s for _, s in counts)}
+                          if counts.complete else {"active"})
         for node in nodes:
             for status in statuses:
                 agents.add_metric([status, node], counts.get((node, status), 0))

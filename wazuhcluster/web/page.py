@@ -161,6 +161,7 @@ class Overview:
             "generated": isoDate(now),
             "connected_workers": len(connected),
             "agents": totals,
+            "agents_by_status": counts.complete,
             "nodes": nodes,
             "syncs": self.history.asList(),
             "lag": master.lag.history(),
