@@ -7,7 +7,8 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "."},
     packages=find_packages(include=["wazuhcluster", "wazuhcluster.*"]) + ["twisted.plugins"],
-    package_data={"wazuhcluster": ["cluster.json"], "twisted.plugins": ["wazuh_cluster.py"]},
+    package_data={"wazuhcluster": ["cluster.json"], "wazuhcluster.web": ["status.html"],
+                  "twisted.plugins": ["wazuh_cluster.py"]},
     include_package_data=True,
     install_requires=[
         "twisted[tls]>=24.7",
@@ -16,6 +17,7 @@ setup(
         "attrs>=23.1",
         "cryptography>=42",
         "psycopg[binary]>=3.1",
+        "prometheus_client>=0.20",
     ],
     extras_require={"test": ["hypothesis>=6.100"]},
     entry_points={"console_scripts": ["wazuh-cluster = wazuhcluster.cli:main"]},

@@ -11,7 +11,7 @@ failed unexpectedly: the connection stays), so no undeclared error ever
 reaches AMP (L{wazuhcluster.connection}).
 """
 
-from twisted.protocols.amp import Boolean, Command, Integer, String, Unicode
+from twisted.protocols.amp import Boolean, Command, Float, Integer, String, Unicode
 
 from wazuhcluster.chunks import MAX_CHUNK  # noqa: F401  (re-exported)
 
@@ -110,11 +110,13 @@ class Hello(ClusterCommand):
 
 class KeepAlive(ClusterCommand):
     """
-    Proves the permanent connection is alive; the master records the time.
+    Proves the permanent connection is alive; the master records the time,
+    and the worker's reactor lag of the last minute (seconds; optional, and
+    ignored unless finite and within bounds: L{wazuhcluster.lag.reportedLag}).
     """
 
     commandName = b"KeepAlive"
-    arguments = []
+    arguments = [(b"lag_max", Float(optional=True)), (b"lag_p99", Float(optional=True))]
     response = [(b"answer", Unicode())]
 
 

@@ -24,6 +24,7 @@ from wazuhcluster.chunks import RecordError
 from wazuhcluster.commands import ControlFailed
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.health import nodeInfo
+from wazuhcluster.lag import nodeLag
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.results import callControl
@@ -144,6 +145,7 @@ class MasterControlHandler:
         for name, kind, version, ip, worker in rows:
             entry = {"info": nodeInfo(name, kind, version, ip, counts.get(name, 0))}
             entry["status"] = registry.health(worker) if worker else {}
+            entry["reactor_lag"] = nodeLag(self.master, worker)
             nodes[name] = entry
         connected = sum(1 for row in rows if row[1] == "worker")
         return {"n_connected_nodes": connected, "nodes": nodes}

@@ -21,6 +21,7 @@ from wazuhcluster.initchecks import checkDirectory
 from wazuhcluster.logs import ClusterLogService
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.ossecconf import readClusterConfig
+from wazuhcluster.web.service import WebService
 
 SAMPLE_FILES = {
     "etc/rules/local_rules.xml": (
@@ -112,7 +113,7 @@ def createDemo(base, workers, port):
     return homes
 
 
-def nodeBranch(home, nodeClass, reactor, endpointFor=None):
+def nodeBranch(home, nodeClass, reactor, endpointFor=None, webPort=None):
     """
     One node of a cluster run in a single process: a named service holding
     the node and a log service writing its own C{cluster.log}.
@@ -120,6 +121,8 @@ def nodeBranch(home, nodeClass, reactor, endpointFor=None):
     @param nodeClass: L{MasterService} or L{WorkerService}.
     @param endpointFor: for a worker, an optional callable taking the
         node's L{ClusterConfig} and returning the endpoint to dial.
+    @param webPort: serve the node's status service on this loopback port
+        (0 for any free one), or L{None} for none.
     @rtype: L{MultiService}
     """
     config = readClusterConfig(home)
@@ -133,34 +136,55 @@ def nodeBranch(home, nodeClass, reactor, endpointFor=None):
     extra = {} if endpointFor is None else {"endpoint": endpointFor(config)}
     node = nodeClass(home, config, items, identity, reactor=reactor, **extra)
     node.addListeners()
+    if webPort is not None:
+        WebService(node, "127.0.0.1", webPort).setServiceParent(node)
     node.setServiceParent(branch)
     return branch
 
 
-def buildDemo(homes, reactor):
+def buildDemo(homes, reactor, webPort=0):
     """
-    One service running every node of the demo in this process.
+    One service running every node of the demo in this process, the
+    master's status service on C{webPort} of loopback (0: any free port).
     """
     from wazuhcluster.master.server import MasterService
     from wazuhcluster.worker.client import WorkerService
 
     root = MultiService()
     for home, nodeType in homes:
-        kind = MasterService if nodeType == "master" else WorkerService
-        nodeBranch(home, kind, reactor).setServiceParent(root)
+        if nodeType == "master":
+            nodeBranch(home, MasterService, reactor, webPort=webPort).setServiceParent(root)
+        else:
+            nodeBranch(home, WorkerService, reactor).setServiceParent(root)
     return root
 
 
-def instructions(base, homes, port):
+def webUrl(service):
+    """
+    The URL of the master's status page in a running demo service.
+    """
+    pending = [service]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, WebService):
+            return current.url
+        if isinstance(current, MultiService):
+            pending.extend(current)
+    return None
+
+
+def instructions(base, homes, port, url=None):
     """
     What the user can try while the demo runs.
     """
+    page = f"Status page: {url}  (Wazuh API shapes: {url}cluster/healthcheck, " \
+        f"Prometheus: {url}metrics)\n\n" if url else ""
     master = homes[0][0].root.path
     worker = homes[1][0].root.path if len(homes) > 1 else master
     return f"""\
 Demo cluster 'wazuh' is running on 127.0.0.1:{port}: master + {len(homes) - 1} worker(s) in {base}
 
-Try, in another terminal:
+{page}Try, in another terminal:
   wazuh-cluster control --home {master} -l          # the nodes
   wazuh-cluster control --home {master} -i more     # their health
   wazuh-cluster control --home {worker} -l          # asked on a worker: forwarded to the master
@@ -230,7 +254,7 @@ def runDemo(directory, workers, port, out, err, reactor=None):
     except StartupError:
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    out.write(instructions(base, homes, port))
+    out.write(instructions(base, homes, port, webUrl(service)))
     out.flush()
     reactor.run()
     return 0

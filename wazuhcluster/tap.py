@@ -38,6 +38,8 @@ from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
 from wazuhcluster.pidfile import WazuhPidfile
+from wazuhcluster.web.service import WebSetupError, parseWebAddress, webServiceFor
+
 
 #: twistd's own default pidfile, which means "not chosen by the user".
 TWISTD_DEFAULT_PIDFILE = "twistd.pid"
@@ -55,7 +57,7 @@ class Options(usage.Options):
     Options of C{twistd wazuh-master} / C{twistd wazuh-worker}.
     """
 
-    synopsis = "[--home H] [--debug]"
+    synopsis = "[--home H] [--debug] [--web [ADDR:]PORT [--web-users FILE] [--web-tls]]"
     longdesc = (
         "Run a wazuhcluster node (wazuhcluster " + __version__ + ", following Wazuh "
         + WAZUH_COMPATIBLE_VERSION + ") from its home, made by 'wazuh-cluster init'. "
@@ -73,9 +75,16 @@ class Options(usage.Options):
         ["home", "H", None,
          "The node home, the equivalent of /var/ossec (default: $WAZUH_HOME, else "
          "/var/ossec when it exists)."],
+        ["web", None, None,
+         "Serve the status page (master), the Wazuh API's /cluster/* endpoints and "
+         "/metrics on [ADDR:]PORT (default address 127.0.0.1)."],
+        ["web-users", None, None,
+         "Ask for HTTP basic authentication, users from FILE (lines user:hash; make one "
+         "with 'python -m wazuhcluster.web.passwd USER')."],
     ]
     optFlags = [
         ["debug", "d", "Write debug messages to cluster.log too."],
+        ["web-tls", None, "Serve the web service over TLS with the node's own certificate."],
     ]
 
     def opt_version(self):
@@ -92,6 +101,13 @@ class Options(usage.Options):
             self["home"] = defaultHome()
         if not self["home"]:
             raise usage.UsageError("--home is required (or set WAZUH_HOME)")
+        if (self["web-users"] or self["web-tls"]) and not self["web"]:
+            raise usage.UsageError("--web-users and --web-tls need --web [ADDR:]PORT")
+        if self["web"]:
+            try:
+                parseWebAddress(self["web"])
+            except ValueError as e:
+                raise usage.UsageError(f"--web {e}")
         applyTwistdDefaults(self, getattr(self, "parent", None))
 
 
@@ -235,6 +251,12 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
         from wazuhcluster.worker.client import WorkerService as NodeService
     node = NodeService(home, config, items, identity, reactor=reactor)
     node.addListeners()
+    if options.get("web"):
+        try:
+            webServiceFor(node, options["web"], options.get("web-users"),
+                          options.get("web-tls")).setServiceParent(node)
+        except WebSetupError as error:
+            refuse(home, f"The web service cannot start: {error}", program, stderr)
     node.setServiceParent(root)
     # Last: written once the node serves, removed first at stop.
     WazuhPidfile(home, log=node.log).setServiceParent(root)

@@ -177,6 +177,8 @@ class AgentGroupsSendSession(amp.CommandLocator):
         times.finish(clock.seconds(), len(chunks))
         log.info("Finished in {elapsed:.3f}s. Updated {chunks} chunks.",
                  elapsed=clock.seconds() - started, chunks=len(chunks))
+        master.syncEvents.finished("agent_groups", self.peer.name, started,
+                                   clock.seconds() - started, sum(map(len, chunks)), "sent")
         if not answer["hash_matches"]:
             log.debug("The worker's agent-groups hash differs from the master's.")
         return True

@@ -46,6 +46,7 @@ class _Round:
         self.updated = 0
         self.unknown = 0
         self.failed = 0
+        self.bytes = 0
 
 
 @implementer(IFeatureSession)
@@ -123,6 +124,7 @@ class AgentInfoReceiveSession(amp.CommandLocator):
             self.times.begin(self.round.started)
             self.log.info("Starting.")
         current = self.round
+        current.bytes += len(data)
         if len(data) > THREAD_DECODE_BYTES:
             d = maybeDeferred(master.runInThread, decodeAgentInfo, data)
         else:
@@ -159,6 +161,8 @@ class AgentInfoReceiveSession(amp.CommandLocator):
         self.times.finish(now, current.chunks)
         self.log.info("Finished in {elapsed:.3f}s. Updated {chunks} chunks.",
                       elapsed=now - current.started, chunks=current.chunks)
+        self.feature.master.syncEvents.finished("agent_info", self.peer.name, current.started,
+                                                now - current.started, current.bytes, "received")
         if current.unknown:
             self.log.info("Ignored information of {unknown} agents unknown to the master.",
                           unknown=current.unknown)

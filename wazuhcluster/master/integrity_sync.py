@@ -258,6 +258,9 @@ class MasterIntegritySession(amp.CommandLocator):
             self.workerDigest = current.snapshot.digest
         self.syncLog.info("Finished in {elapsed:.3f}s.",
                           elapsed=self.clock.seconds() - current.syncStarted)
+        self.feature.master.syncEvents.finished(
+            "integrity", self.peer.name, current.syncStarted,
+            self.clock.seconds() - current.syncStarted, current.sender.reader.sent, "sent")
 
     def _failed(self, failure, current):
         if self.round is current:

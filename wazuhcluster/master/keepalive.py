@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from wazuhcluster.commands import KeepAlive
 from wazuhcluster.health import isoDate
+from wazuhcluster.lag import reportedLag
 from wazuhcluster.session import IFeature, IFeatureSession
 
 
@@ -23,6 +24,8 @@ class MasterKeepAliveSession(amp.CommandLocator):
     The keep-alives of one worker connection.
 
     @ivar last: when the last keep-alive (or the hello) arrived.
+    @ivar lag: the worker's L{wazuhcluster.lag.LagFigures} as of its last
+        keep-alive that reported them, or L{None}.
     """
 
     def __init__(self, feature, peer):
@@ -30,11 +33,13 @@ class MasterKeepAliveSession(amp.CommandLocator):
         self.feature = feature
         self.peer = peer
         self.last = feature.clock.seconds()
+        self.lag = None
         self.locator = self
 
     @KeepAlive.responder
-    def keepAlive(self):
+    def keepAlive(self, lag_max=None, lag_p99=None):
         self.last = self.feature.clock.seconds()
+        self.lag = reportedLag(lag_max, lag_p99) or self.lag
         self.peer.log.debug("Keep alive received.", cluster_subtag="Keep alive")
         return {"answer": "keepalive"}
 

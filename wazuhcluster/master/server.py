@@ -16,6 +16,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from wazuhcluster import tls
 from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.control import ControlServer, MasterControlHandler
+from wazuhcluster.lag import ReactorLagProbe
 from wazuhcluster.listening import ListeningService
 from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.localserver.relay import DaemonRelay
@@ -28,6 +29,7 @@ from wazuhcluster.master.integrity_sync import MasterIntegrity
 from wazuhcluster.master.keepalive import MasterKeepAlive
 from wazuhcluster.master.refusals import RefusalLog
 from wazuhcluster.master.registry import WorkerRegistry
+from wazuhcluster.metrics import SyncObservers
 from wazuhcluster.node import NodeService
 from wazuhcluster.storeslot import AgentStoreService
 
@@ -98,6 +100,8 @@ class MasterService(NodeService):
 
     @ivar registry: the L{WorkerRegistry} of authenticated workers.
     @ivar agentStore: the L{AgentStoreService}.
+    @ivar lag: the L{ReactorLagProbe} of this node.
+    @ivar syncEvents: the L{SyncObservers} told of every finished sync.
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
@@ -118,6 +122,9 @@ class MasterService(NodeService):
         self.agentStore.setServiceParent(self)
         self.agents = MasterAgents(self, self.agentStore)
         self.agents.setServiceParent(self)
+        self.lag = ReactorLagProbe(self.clock, log=self.log)
+        self.lag.setServiceParent(self)
+        self.syncEvents = SyncObservers(self.log)
         self.addFeature(MasterKeepAlive(self))
         self.integrity = self.addFeature(MasterIntegrity(self, watch=watchFiles))
         self.addFeature(MasterAgentInfo(self, self.agentStore))

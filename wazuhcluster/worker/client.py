@@ -25,6 +25,7 @@ from wazuhcluster.agentdb import openAgentStore
 from wazuhcluster.commands import Hello, Ping
 from wazuhcluster.connection import ClusterConnection, shown
 from wazuhcluster.control import ControlServer
+from wazuhcluster.lag import ReactorLagProbe
 from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.ossecconf import isNodeName
@@ -110,6 +111,7 @@ class WorkerService(NodeService):
     The worker node.
 
     @ivar connection: the authenticated L{WorkerConnection}, or L{None}.
+    @ivar lag: the L{ReactorLagProbe} of this node (reported in keep-alives).
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
@@ -138,7 +140,9 @@ class WorkerService(NodeService):
         self.agentStore.setServiceParent(self)
         self.agents = WorkerAgents(self, self.agentStore)
         self.agents.setServiceParent(self)
-        self.addFeature(WorkerKeepAlive(self))
+        self.lag = ReactorLagProbe(self.clock, log=self.log)
+        self.lag.setServiceParent(self)
+        self.addFeature(WorkerKeepAlive(self, lag=self.lag))
         self.integrity = self.addFeature(WorkerIntegrity(
             self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable))
         self.agentInfo = self.addFeature(WorkerAgentInfo(self, self.agentStore))

@@ -56,7 +56,8 @@ class WorkerKeepAliveSession:
         Send one keep-alive and account for its outcome; never fails.
         """
         worker = self.feature.worker
-        d = self.peer.callRemote(KeepAlive)
+        lag = self.feature.lag
+        d = self.peer.callRemote(KeepAlive, **(lag.keepAliveArguments() if lag else {}))
         d.addTimeout(worker.items.communication.timeout_cluster_request, worker.clock)
         d.addCallbacks(self._succeeded, self._failed)
         return d
@@ -91,8 +92,13 @@ class WorkerKeepAlive(Service):
 
     name = "keepalive"
 
-    def __init__(self, worker):
+    def __init__(self, worker, lag=None):
+        """
+        @param lag: the worker's L{wazuhcluster.lag.ReactorLagProbe}, whose
+            figures each keep-alive reports.
+        """
         self.worker = worker
+        self.lag = lag
         self.current = None
 
     def sessionFor(self, peer):
