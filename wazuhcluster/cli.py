@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_cli,tests.test_control,tests.test_init,tests.test_agentcli -*-
 """
-The C{wazuh-cluster} command: init, check-config, control, agent, demo.
+The C{wazuh-cluster} command: init, check-config, control, switchover, agent,
+demo.
 
 User mistakes end with one clear line on stderr and a non-zero exit status,
 never a traceback: 1 for an error, 2 for wrong usage (argparse's own).
@@ -131,6 +132,17 @@ def _addInit(commands):
     init.add_argument("--bind", metavar="ADDR", default=None,
                       help="the address the master listens on (new node: 0.0.0.0; "
                            "existing node: kept)")
+    init.add_argument("--nodes", metavar="H1,H2", default=None,
+                      help="every master candidate's address, in the order workers try "
+                           "them (written as <nodes>; default: --master-host); a master "
+                           "candidate's own --master-host is one of them")
+    init.add_argument("--database", metavar="postgresql://USER@HOST:PORT/DB", default=None,
+                      help="a master keeps its agents in this PostgreSQL database, shared "
+                           "by every master candidate (no password in it; default: "
+                           "SQLite, queue/db/global.db)")
+    init.add_argument("--password-file", metavar="FILE", default=None,
+                      help="with --database: a file whose first line is the database "
+                           "password")
 
 
 def _addCheckConfig(commands):
@@ -172,6 +184,19 @@ def _addControl(commands):
     control.add_argument("--json", action="store_true",
                          help="print the Wazuh API's JSON shapes")
     return control
+
+
+def _addSwitchover(commands):
+    switchover = _subparser(
+        commands, "switchover", "hand the active master role to a standby master",
+        "On the active master's home: stop serving, free the PostgreSQL lock and\n"
+        "reserve it for the standby master NODE, then wait until NODE serves.",
+        "  wazuh-cluster switchover --home /var/ossec --to master02")
+    _addHome(switchover)
+    switchover.add_argument("--to", required=True, metavar="NODE",
+                            help="the standby master to hand the active role to")
+    switchover.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                            help="how long to wait for NODE to serve")
 
 
 def _addAgent(commands):
@@ -282,6 +307,7 @@ def buildParser():
     _addInit(commands)
     _addCheckConfig(commands)
     control = _addControl(commands)
+    _addSwitchover(commands)
     _addAgent(commands)
     _addMigrateAgents(commands)
     _addDemo(commands)
@@ -325,7 +351,8 @@ def runInit(args, out, err):
     report = initNodeReport(home, args.node_type, args.name, args.ca,
                             clusterName=args.cluster, key=args.key,
                             masterHost=args.master_host, port=args.port,
-                            bindAddr=args.bind)
+                            bindAddr=args.bind, nodes=args.nodes, database=args.database,
+                            passwordFile=args.password_file)
     out.write(formatInitSummary(home, args.ca, report))
     return 0
 
@@ -357,6 +384,12 @@ def runControl(args, out, err):
             raise
         return reportFailure(error, args, out, err)
     return control(home, args, out, err, clusterName)
+
+
+def runSwitchover(args, out, err):
+    from wazuhcluster.standby.switchover import runSwitchover as switchover
+
+    return switchover(_home(args), args.to, args.timeout, out, err)
 
 
 def runAgent(args, out, err):
@@ -403,6 +436,7 @@ _RUNNERS = {
     "init": runInit,
     "check-config": runCheckConfig,
     "control": runControl,
+    "switchover": runSwitchover,
     "agent": runAgent,
     "migrate-agents": runMigrateAgents,
     "demo": runDemo,

@@ -34,6 +34,7 @@ import socket
 
 import psycopg
 from attrs import frozen
+from twisted.internet.defer import succeed
 from psycopg import errors as pgerrors
 from zope.interface import Interface, implementer
 
@@ -211,6 +212,7 @@ class PostgresLockSession:
         self._thread = LockThread(reactor, f"wazuhcluster-lock-{nodeName}")
         self._connection = None
         self._cutRequested = False
+        self._closed = False
         self._password = None
         key = lockKey(clusterName)
         self._parameters = {
@@ -254,6 +256,9 @@ class PostgresLockSession:
             pass
 
     def close(self):
+        if self._closed:
+            return succeed(None)
+        self._closed = True
         d = self._thread.run(self._closeFinally)
         d.addBoth(lambda result: (self._thread.stop(), result)[1])
         return d
