@@ -108,6 +108,9 @@ class MemoryLockSession:
         self.frozen = False
         pending, self._pending = self._pending, []
         for d, compute in pending:
+            if d.called:
+                # Given up (timed out) meanwhile.
+                continue
             try:
                 d.callback(compute())
             except LockError as error:
@@ -166,7 +169,8 @@ class MemoryLockSession:
         self.cuts += 1
         pending, self._pending = self._pending, []
         for d, _ in pending:
-            d.errback(LockError("PostgreSQL lock session: the session was cut"))
+            if not d.called:
+                d.errback(LockError("PostgreSQL lock session: the session was cut"))
         if not self.partitioned and self.server.holder is self:
             self.server.holder = None
 
@@ -371,6 +375,22 @@ class StandbyCluster:
         worker.startService()
         self.network.flush()
         return worker
+
+    def connectBare(self, protocol, certName, hosts=(), toHost="m1.example"):
+        """
+        Connect C{protocol} (a hand-driven peer) to the master at C{toHost}
+        over TLS, with a certificate for C{certName} naming C{hosts}.
+        """
+        from twisted.internet.protocol import Factory
+
+        from wazuhcluster.tls import workerConnectionCreator
+
+        home = self.makeHome(certName, hosts=hosts)
+        creator = workerConnectionCreator(loadNodeIdentity(home.sslDir), toHost)
+        self.network.join(toHost, TLSMemoryBIOFactory(
+            creator, True, Factory.forProtocol(lambda: protocol), clock=self.clock))
+        self.network.flush()
+        return self.network.links[-1]
 
     def active(self):
         """

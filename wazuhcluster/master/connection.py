@@ -168,7 +168,8 @@ class MasterConnection(ClusterConnection):
         self.name = node_name
         self.nodeType = node_type
         self.version = version
-        self.log = self.log.withTag(f"Worker {node_name}")
+        kind = "Standby" if node_type == "master" else "Worker"
+        self.log = self.log.withTag(f"{kind} {node_name}")
         d = self.master.registry.authenticate(self)
         d.addCallbacks(self._welcome, self._refused, errbackArgs=(node_name,))
         return d

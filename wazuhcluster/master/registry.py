@@ -169,7 +169,8 @@ class WorkerRegistry:
             return self.master.cleanStaging(name)
 
         def done(_):
-            connection.log.info("Worker {name} disconnected.", name=name)
+            kind = "Standby master" if connection.nodeType == "master" else "Worker"
+            connection.log.info("{kind} {name} disconnected.", kind=kind, name=name)
             if self._idle.get(name) is stopped:
                 del self._idle[name]
             stopped.callback(None)
