@@ -144,7 +144,7 @@ class StandbyClusterTests(TestCase):
         nodes = self.successResultOf(m1.control.answer("get_nodes", {}))["nodes"]
         self.assertEqual(
             [(n["name"], n["type"], n.get("role"), n["ip"]) for n in nodes],
-            [("m1", "master", "active", "m1.example"), ("m2", "master", "standby", "10.0.1.1"),
+            [("m1", "master", "active", "m1.example"), ("m2", "master", "standby", "m2.example"),
              ("w1", "worker", None, "10.0.1.1")])
         health = self.successResultOf(m1.control.answer("get_health", {}))
         self.assertEqual(health["n_connected_nodes"], 1)

@@ -24,6 +24,10 @@ from wazuhcluster import tls
 #: Seconds before the next candidate of a round is dialled.
 NEXT_CANDIDATE_DELAY = 0.1
 
+#: Seconds a TCP connect to one of several candidates may take (a host
+#: that is down must not hold the others up for long).
+CANDIDATE_CONNECT_TIMEOUT = 5
+
 
 @define
 class MasterCandidates:
@@ -109,6 +113,9 @@ class CandidateEndpoint:
         self._endpointFor = endpointFor or self._hostEndpoint
 
     def _hostEndpoint(self, host):
+        if self._candidates.several:
+            return HostnameEndpoint(self._reactor, host, self._port,
+                                    timeout=CANDIDATE_CONNECT_TIMEOUT)
         return HostnameEndpoint(self._reactor, host, self._port)
 
     def connect(self, factory):

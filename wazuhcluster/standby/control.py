@@ -24,6 +24,7 @@ from wazuhcluster.commands import ControlFailed
 from wazuhcluster.control import asControlFailure
 from wazuhcluster.health import nodeInfo
 from wazuhcluster.results import callControl
+from wazuhcluster.standby.peers import peerCandidate
 from wazuhcluster.standby.role import ACTIVE, STANDBY, SWITCHOVER_CODE
 
 #: What a standby forwards to the active master.
@@ -89,8 +90,15 @@ class RoleControlHandler:
         entry["type"] = kind
         if role is not None:
             entry["role"] = role
-        if name == self.standby.master.config.node_name:
+        master = self.standby.master
+        if name == master.config.node_name:
             entry["ip"] = self.standby.ownHost
+        elif kind == "master":
+            # Where workers reach it, rather than where its connection
+            # comes from.
+            connection = master.registry.connection(name)
+            entry["ip"] = peerCandidate(connection.transport, master.config.nodes) or \
+                entry["ip"]
         return kind
 
     def _nodeRoles(self, result):

@@ -63,15 +63,27 @@ def otherCandidates(nodes, identity):
     return tuple(node for node in nodes if node != mine)
 
 
+def peerCandidate(transport, nodes):
+    """
+    The master candidate of C{nodes} the certificate of C{transport}'s peer
+    names (a standby's own address), or L{None}.
+    """
+    getPeerCertificate = getattr(transport, "getPeerCertificate", None)
+    peer = getPeerCertificate() if getPeerCertificate is not None else None
+    hosts = certificateHosts(peer.to_cryptography()) if peer is not None else frozenset()
+    for node in nodes:
+        if node in hosts:
+            return node
+    return None
+
+
 def standbyCertificateProblem(transport, nodes):
     """
     Why the peer of C{transport}, which says it is a standby master, is
     not one, or L{None}: its certificate must name one of C{nodes}, the
     master candidates.
     """
-    peer = transport.getPeerCertificate() if hasattr(transport, "getPeerCertificate") else None
-    hosts = certificateHosts(peer.to_cryptography()) if peer is not None else frozenset()
-    if hosts & set(nodes):
+    if peerCandidate(transport, nodes) is not None:
         return None
     return ("A standby master's certificate must name one of the master candidates of "
             f"<nodes> ({', '.join(nodes)})")

@@ -128,6 +128,10 @@ class StandbyService(MultiService):
         link, self.link = self.link, None
         if link is None:
             return succeed(None)
+        if link.connection is not None:
+            # Abort rather than close: a former active master that cannot be
+            # reached would keep a clean close waiting.
+            link.connection.disconnect()
         return maybeDeferred(link.disownServiceParent)
 
 
