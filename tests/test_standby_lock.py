@@ -167,7 +167,9 @@ class LockSessionTests(TestCase):
         adminConnection().execute("SELECT pg_terminate_backend(%s)", (backendOf(a),))
         started = time.monotonic()
         failure = yield self.assertFailure(a.check(), LockLost)
-        self.assertLess(time.monotonic() - started, FAST.lock_check_timeout)
+        # The closed connection answers at once, not after a timeout (the
+        # session's statement timeout, 1 s, would say "canceling").
+        self.assertLess(time.monotonic() - started, 2 * FAST.lock_check_timeout)
         self.assertIn("terminating connection", failure.message)
         self.assertTrue((yield b.acquire()).acquired)
         self.assertFalse((yield a.acquire()).acquired)
@@ -189,10 +191,13 @@ class LockSessionTests(TestCase):
     def test_cutEndsABlockedCall(self):
         """
         A check blocked on the server (here by a table lock) is ended at
-        once by a cut; the server then ends the session and frees the
-        advisory lock, and the next call opens a new session.
+        once by a cut (long before the statement timeout, 30 s here); the
+        server then ends the session and frees the advisory lock, and the
+        next call opens a new session.
         """
-        a = self.sessions.session("m1")
+        patient = MastersItems(lock_check_interval=0.5, lock_check_timeout=30,
+                               lock_poll_interval=0.5, switchover_grace=5)
+        a = _Sessions(self, self.sessions.dsn, masters=patient).session("m1")
         yield a.acquire()
         admin = psycopg.connect(self.sessions.dsn, autocommit=True)
         self.addCleanup(admin.close)
@@ -204,7 +209,7 @@ class LockSessionTests(TestCase):
         started = time.monotonic()
         a.cut()
         yield self.assertFailure(check, LockLost)
-        self.assertLess(time.monotonic() - started, 0.5)
+        self.assertLess(time.monotonic() - started, 5)
         for _ in range(50):
             if not advisoryHolders():
                 break
@@ -389,7 +394,8 @@ class ArbiterOnPostgresTests(TestCase):
         admin.execute("LOCK TABLE wazuh_cluster_masters IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         yield self.until(lambda: not a.serving)
-        self.assertLessEqual(time.monotonic() - started, overlapWindow(FAST) + 0.5)
+        # The window, and some slack for a loaded machine.
+        self.assertLessEqual(time.monotonic() - started, overlapWindow(FAST) + 1.0)
         self.assertFalse(b.serving)
         admin.execute("COMMIT")
         # Whichever polls first after the server freed the lock takes it.
