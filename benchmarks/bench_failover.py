@@ -32,7 +32,6 @@ python benchmarks/bench_failover.py [--rounds 5] [--workers 3] [--keep]
 
 import argparse
 import io
-import json
 import os
 import signal
 import socket
