@@ -541,10 +541,10 @@ class CheckOrderTests(SynchronousTestCase):
     def test_checkClusterConfigWarnings(self):
         """
         L{checkClusterConfig} returns the warnings of the checks for a valid
-        configuration.
+        configuration: none for several C{<node>}s (master candidates).
         """
         config = parseClusterConfig(clusterBlock(nodes=["a.example", "b.example"]))
-        self.assertEqual(len(checkClusterConfig(config)), 1)
+        self.assertEqual(checkClusterConfig(config), ())
 
 
 class WarningTests(SynchronousTestCase):
@@ -565,19 +565,15 @@ class WarningTests(SynchronousTestCase):
 
     def test_moreThanOneNode(self):
         """
-        More than one C{<node>} is a warning naming the first, which is used.
+        Several C{<node>}s are the master candidates, in order, without
+        Wazuh's warning (which says only the first is used).
         """
         config = parseClusterConfig(
             clusterBlock(nodes=["10.0.0.1", "10.0.0.2"])
         )
-        self.assertEqual(config.masterHost, "10.0.0.1")
-        self.assertEqual(
-            config.warnings,
-            (
-                "Found more than one node in configuration. Only master node "
-                "should be specified. Using 10.0.0.1 as master.",
-            ),
-        )
+        self.assertEqual((config.masterHost, config.nodes),
+                         ("10.0.0.1", ("10.0.0.1", "10.0.0.2")))
+        self.assertEqual(config.warnings, ())
 
     def test_deprecatedInterval(self):
         """

@@ -554,6 +554,19 @@ class ShapesTests(SynchronousTestCase):
     (L{wazuhcluster.localserver.shapes}).
     """
 
+    def test_masterRolesKept(self):
+        """
+        A master candidate's C{role} stays in its C{get_nodes} item; a
+        worker's item has Wazuh's four keys only.
+        """
+        answer = NodesQuery.parse({}).answer({"nodes": [
+            {"name": "m1", "type": "master", "version": "1", "ip": "a", "role": "active"},
+            {"name": "m2", "type": "master", "version": "1", "ip": "b", "role": "standby"},
+            {"name": "w1", "type": "worker", "version": "1", "ip": "c", "extra": 1}]})
+        self.assertEqual([item.get("role") for item in answer["items"]],
+                         ["active", "standby", None])
+        self.assertEqual(sorted(answer["items"][2]), ["ip", "name", "type", "version"])
+
     def test_nodeFilters(self):
         """
         C{filter_node} takes a name, a list or a comma-separated text

@@ -5,8 +5,9 @@ C{check_cluster_config} were run on (C{WAZUH-config-cases.md}): what
 L{parseClusterConfig} answers to each, beside what Wazuh's daemon answered.
 
 Each case says whether the project now does what Wazuh's daemon does
-(C{SAME}) or, where Wazuh's answer is itself a hazard, what it does instead
-and why (C{HAZARD}).
+(C{SAME}), where Wazuh's answer is itself a hazard, what it does instead
+and why (C{HAZARD}), or where this project's behaviour differs by design,
+what changed (C{CHANGED}: several C{<node>}s are the master candidates).
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -72,14 +73,16 @@ DISABLED = ("disabled", None)
 KEY_FORMAT = "Key must be 32 characters long and only have alphanumeric characters"
 PORT_RANGE = "Port must be higher than 1024 and lower than 65535."
 PORT_INT = "Cluster port must be an integer."
-MORE_NODES = ("Found more than one node in configuration. Only master node should be "
-              "specified. Using 10.0.0.1 as master.")
 
 #: (number, case, ossec.conf, what we answer, Wazuh's daemon, decision)
 CASES = [
     (0, "base (valid master, 1 node)", conf(block()), ok(node_type="master"), "OK", SAME),
     (1, "3 <node> entries", conf(block({"nodes": ["10.0.0.1", "10.0.0.2", "10.0.0.3"]})),
-     ok(warnings=(MORE_NODES,)), "OK + warning", SAME),
+     ok(nodes=("10.0.0.1", "10.0.0.2", "10.0.0.3"), warnings=()),
+     "OK + warning 'Found more than one node in configuration. Only master node should "
+     "be specified. Using 10.0.0.1 as master.'",
+     "CHANGED: the same values, without the warning: every <node> is a master candidate, "
+     "tried in order (masters in standby, DESIGN.md)"),
     (2, "<hidden>yes</hidden>", conf(block({"hidden": "yes"})), ok(hidden=True), "OK", SAME),
     (3, "<disabled> element absent", conf(block(drop=("disabled",))), ok(disabled=False),
      "OK", SAME),
@@ -145,7 +148,8 @@ CASES = [
     (31, "node 127.0.1.1", conf(block({"nodes": ["127.0.1.1"]})),
      error("Invalid elements in node fields: 127.0.1.1."), "3004", SAME),
     (32, "nodes 10.0.0.1 + localhost", conf(block({"nodes": ["10.0.0.1", "localhost"]})),
-     error("Invalid elements in node fields: localhost."), "3004 (+ warning)", SAME),
+     error("Invalid elements in node fields: localhost."), "3004 (+ warning)",
+     "SAME error (the warning is gone with case 1's)"),
     (33, "empty <node></node>", conf(block({"nodes": [""]})),
      error("Invalid elements in node fields: NODE_IP."), "3004 NODE_IP", SAME),
     (34, "no <nodes> element", conf(block(drop=("nodes",))),

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_cli,tests.test_control,tests.test_init,tests.test_agentcli -*-
 """
-The C{wazuh-cluster} command: init, check-config, control, agent, demo.
+The C{wazuh-cluster} command: init, check-config, control, switchover, agent,
+demo.
 
 User mistakes end with one clear line on stderr and a non-zero exit status,
 never a traceback: 1 for an error, 2 for wrong usage (argparse's own).
@@ -137,6 +138,17 @@ def _addInit(commands):
                            "wazuh-db (the Wazuh manager's, beside which it replaces "
                            "wazuh-clusterd); recorded in etc/cluster.json (new node: "
                            "sqlite; existing node: kept)")
+    init.add_argument("--nodes", metavar="H1,H2", default=None,
+                      help="every master candidate's address, in the order workers try "
+                           "them (written as <nodes>; default: --master-host); a master "
+                           "candidate's own --master-host is one of them")
+    init.add_argument("--database", metavar="postgresql://USER@HOST:PORT/DB", default=None,
+                      help="a master keeps its agents in this PostgreSQL database, shared "
+                           "by every master candidate (no password in it; default: "
+                           "SQLite, queue/db/global.db)")
+    init.add_argument("--password-file", metavar="FILE", default=None,
+                      help="with --database: a file whose first line is the database "
+                           "password")
 
 
 def _addCheckConfig(commands):
@@ -178,6 +190,19 @@ def _addControl(commands):
     control.add_argument("--json", action="store_true",
                          help="print the Wazuh API's JSON shapes")
     return control
+
+
+def _addSwitchover(commands):
+    switchover = _subparser(
+        commands, "switchover", "hand the active master role to a standby master",
+        "On the active master's home: stop serving, free the PostgreSQL lock and\n"
+        "reserve it for the standby master NODE, then wait until NODE serves.",
+        "  wazuh-cluster switchover --home /var/ossec --to master02")
+    _addHome(switchover)
+    switchover.add_argument("--to", required=True, metavar="NODE",
+                            help="the standby master to hand the active role to")
+    switchover.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                            help="how long to wait for NODE to serve")
 
 
 def _addAgent(commands):
@@ -291,6 +316,7 @@ def buildParser():
     _addInit(commands)
     _addCheckConfig(commands)
     control = _addControl(commands)
+    _addSwitchover(commands)
     _addAgent(commands)
     _addMigrateAgents(commands)
     _addDemo(commands)
@@ -334,7 +360,8 @@ def runInit(args, out, err):
     report = initNodeReport(home, args.node_type, args.name, args.ca,
                             clusterName=args.cluster, key=args.key,
                             masterHost=args.master_host, port=args.port,
-                            bindAddr=args.bind, agentStore=args.agent_store)
+                            bindAddr=args.bind, agentStore=args.agent_store, nodes=args.nodes,
+                            database=args.database, passwordFile=args.password_file)
     out.write(formatInitSummary(home, args.ca, report))
     return 0
 
@@ -366,6 +393,12 @@ def runControl(args, out, err):
             raise
         return reportFailure(error, args, out, err)
     return control(home, args, out, err, clusterName)
+
+
+def runSwitchover(args, out, err):
+    from wazuhcluster.standby.switchover import runSwitchover as switchover
+
+    return switchover(_home(args), args.to, args.timeout, out, err)
 
 
 def runAgent(args, out, err):
@@ -412,6 +445,7 @@ _RUNNERS = {
     "init": runInit,
     "check-config": runCheckConfig,
     "control": runControl,
+    "switchover": runSwitchover,
     "agent": runAgent,
     "migrate-agents": runMigrateAgents,
     "demo": runDemo,

@@ -19,6 +19,7 @@ from wazuhcluster.agentstoreitems import AgentStoreItems, buildAgentStore
 from wazuhcluster.errors import ConfigError
 from wazuhcluster.intervals import buildIntervals
 from wazuhcluster.ossecconf import readError
+from wazuhcluster.standby.items import DEFAULT_MASTERS, MastersItems, buildMasters
 
 
 @frozen
@@ -79,6 +80,8 @@ class ClusterItems:
     @ivar fileset: the L{FileSet}.
     @ivar raw: the merged JSON document (for C{check-config}).
     @ivar agentStore: the L{wazuhcluster.agentstoreitems.AgentStoreItems}.
+    @ivar masters: the L{wazuhcluster.standby.items.MastersItems} (masters
+        in standby).
     """
 
     worker: object
@@ -87,6 +90,7 @@ class ClusterItems:
     fileset: FileSet
     raw: dict = field(eq=False, repr=False)
     agentStore: AgentStoreItems = AgentStoreItems()
+    masters: MastersItems = DEFAULT_MASTERS
 
 
 ITEM_REQUIRED_FIELDS = ("permissions", "files", "recursive", "remove_subdirs_if_empty")
@@ -439,6 +443,7 @@ def _buildItems(document, ctx):
         fileset=_buildFileSet(document["files"], ctx),
         raw=document,
         agentStore=buildAgentStore(document["agent_store"], ctx.error),
+        masters=buildMasters(document["masters"], ctx.error),
     )
 
 

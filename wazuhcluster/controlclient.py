@@ -131,13 +131,22 @@ def formatTable(header, rows):
     return "\n".join(lines) + "\n"
 
 
+def nodeType(node):
+    """
+    The TYPE shown for a node: C{master (standby)} for a standby master.
+    """
+    if node.get("type") == "master" and node.get("role") == "standby":
+        return "master (standby)"
+    return node.get("type")
+
+
 def formatNodes(result):
     """
     C{control -l}: C{NAME TYPE VERSION ADDRESS}.
     """
     return formatTable(
         ("NAME", "TYPE", "VERSION", "ADDRESS"),
-        [(n["name"], n["type"], n["version"], n["ip"]) for n in result["nodes"]],
+        [(n["name"], nodeType(n), n["version"], n["ip"]) for n in result["nodes"]],
     )
 
 
@@ -170,6 +179,10 @@ def formatHealth(clusterName, result, more=False):
     workers = {name: node for name, node in sorted(result["nodes"].items())
                if node["info"]["type"] == "worker"}
     lines = [f"Cluster name: {clusterName}", ""]
+    active = result.get("active_master")
+    if "active_master" in result:
+        lines[-1:] = [f"Active master: {active['name']} ({active['ip']}) since "
+                      f"{active['since']}" if active else "Active master: none", ""]
     if not more:
         lines.append(f"Last completed synchronization for connected nodes ({len(workers)}):")
         for name, node in workers.items():
@@ -189,7 +202,7 @@ def formatHealth(clusterName, result, more=False):
         info, status = node["info"], node["status"]
         lines += ["", f"    {name} ({info['ip']})",
                   f"        Version: {info['version']}",
-                  f"        Type: {info['type']}",
+                  f"        Type: {nodeType(info)}",
                   f"        Active agents: {info['n_active_agents']}"]
         if info["type"] != "worker":
             continue

@@ -141,10 +141,15 @@ def formatInitSummary(home, caDir, report=None):
         lines.append(
             f"  default group: {home.shared.child('default').child('agent.conf').path}"
         )
+        dialled = (f"{config.masterHost}:{config.port}" if len(config.nodes) == 1 else
+                   f"one of {', '.join(config.nodes)} on port {config.port}")
         lines.append(
             f"  listens on:    {config.bind_addr}:{config.port} "
-            f"(workers dial {config.masterHost}:{config.port}; open this TCP port)"
+            f"(workers dial {dialled}; open this TCP port)"
         )
+    elif len(config.nodes) > 1:
+        lines.append(f"  masters:       {', '.join(config.nodes)} (port {config.port}, "
+                     "tried in this order)")
     else:
         lines.append(f"  master:        {config.masterHost}:{config.port}")
     for note in (report.notes if report is not None else ()):

@@ -10,6 +10,12 @@ Re-running it on a node keeps everything the options do not change (cluster
 name, key, port, bind address, master host, hidden) and reports what
 changed; turning a node into another (other type or name) is refused.
 
+For masters in standby (L{wazuhcluster.standby.initoptions}), C{nodes}
+lists every master candidate (a candidate's own address, C{masterHost},
+is one of them and is what its certificate names), and C{database} makes
+a master keep its agents in PostgreSQL (C{agent_store} in
+C{etc/cluster.json}).
+
 Everything that can be checked is checked before anything is written, and a
 failure on the way removes what this run created (a new CA directory, a new
 home), so that a mistake never leaves a half-made CA behind.
@@ -53,6 +59,7 @@ from wazuhcluster.pki import (
     nodeCertificateMatches,
     readClusterKey,
 )
+from wazuhcluster.standby import initoptions
 
 #: Defaults of a new node, for what the options leave unsaid.
 DEFAULT_CLUSTER_NAME = "wazuh"
@@ -202,24 +209,43 @@ def _writeOssecConf(home, content):
     atomicWrite(home.ossecConf, content, 0o640)
 
 
-def _certificateHosts(config):
+def _ownHost(home, config, masterHost):
+    """
+    A master's own address: C{masterHost} when given, else the entry of
+    its C{<nodes>} its current certificate names.
+    """
+    if masterHost is not None:
+        return masterHost
+    if len(config.nodes) > 1 and home.sslDir.child("node.pem").exists():
+        from wazuhcluster.standby.peers import ownHost
+        from wazuhcluster.tls import loadNodeIdentity
+
+        try:
+            return ownHost(config.nodes, loadNodeIdentity(home.sslDir))
+        except ClusterError:
+            pass
+    return config.masterHost
+
+
+def _certificateHosts(home, config, masterHost):
     """
     The SANs besides the node name: a master's certificate names the host
-    workers dial; a worker's needs nothing more.
+    workers dial (its own entry of C{<nodes>}); a worker's needs nothing
+    more.
     """
     if config.node_type == "master":
-        return [config.masterHost]
+        return [_ownHost(home, config, masterHost)]
     return []
 
 
-def _issueCertificate(home, caDir, config):
+def _issueCertificate(home, caDir, config, masterHost=None):
     """
     Issue this node's certificate unless C{etc/sslcluster} already holds a
     matching one from this CA.
 
     @return: whether a certificate was issued.
     """
-    hosts = _certificateHosts(config)
+    hosts = _certificateHosts(home, config, masterHost)
     if nodeCertificateMatches(caDir, home.sslDir, config.node_name, hosts):
         return False
     issueNodeCertificate(caDir, home.sslDir, config.node_name, hosts)
@@ -257,7 +283,8 @@ def _asFilePath(path):
 
 
 def initNode(home, nodeType, nodeName, caDir, clusterName=None, key=None,
-             masterHost=None, port=None, bindAddr=None, agentStore=None):
+             masterHost=None, port=None, bindAddr=None, agentStore=None, nodes=None,
+             database=None, passwordFile=None):
     """
     Create or complete a node home, as C{wazuh-cluster init} does; see
     L{initNodeReport}.
@@ -266,11 +293,13 @@ def initNode(home, nodeType, nodeName, caDir, clusterName=None, key=None,
     """
     return initNodeReport(home, nodeType, nodeName, caDir, clusterName=clusterName,
                           key=key, masterHost=masterHost, port=port,
-                          bindAddr=bindAddr, agentStore=agentStore).home
+                          bindAddr=bindAddr, agentStore=agentStore, nodes=nodes,
+                          database=database, passwordFile=passwordFile).home
 
 
 def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
-                   masterHost=None, port=None, bindAddr=None, agentStore=None):
+                   masterHost=None, port=None, bindAddr=None, agentStore=None, nodes=None,
+                   database=None, passwordFile=None):
     """
     Create or complete a node home, as C{wazuh-cluster init} does.
 
@@ -296,6 +325,13 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
     @param agentStore: the agent store backend to record in
         C{etc/cluster.json} (C{sqlite} or C{wazuh-db}); L{None} keeps the
         node's (C{sqlite} for a new node).
+    @param nodes: the master candidates, C{"H1,H2"} (C{<nodes>}, in this
+        order; C{masterHost} by default); a master given C{nodes} needs
+        C{masterHost}, one of them.
+    @param database: C{postgresql://USER@HOST:PORT/DB}: a master keeps its
+        agents there (C{agent_store} in C{etc/cluster.json}).
+    @param passwordFile: the file whose first line is the database's
+        password.
     @rtype: L{InitReport}
     @raise ConfigError: for an invalid argument.
     @raise ClusterError: if the home is another node already, a path is not
@@ -314,6 +350,13 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
         _checkMasterHost(masterHost)
     if bindAddr is not None:
         _checkBindAddr(bindAddr)
+    if nodes is not None:
+        nodes = initoptions.parseNodes(nodes, _checkMasterHost)
+        if nodeType == "master" and masterHost not in nodes:
+            raise ConfigError(
+                "A master given --nodes needs --master-host, the one of them its "
+                "certificate names (its own address)")
+    passwordPath = initoptions.checkDatabase(nodeType, database, passwordFile)
     _checkNames(DEFAULT_CLUSTER_NAME if clusterName is None else clusterName, nodeName)
     checkDirectory(home.root.path, "--home")
     checkDirectory(caDir.path, "--ca")
@@ -322,14 +365,18 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
 
     existing = _existingConfig(home)
     _checkSameNode(home, existing, nodeType, nodeName)
-    if existing is None and nodeType == "worker" and masterHost is None:
-        raise ConfigError("A worker needs the address of its master (--master-host)")
+    if existing is None and nodeType == "worker" and masterHost is None and nodes is None:
+        raise ConfigError("A worker needs the address of its master (--master-host, or "
+                          "--nodes for several master candidates)")
+    if database is not None and agentStore is not None:
+        raise ConfigError("--database and --agent-store are exclusive: --database makes "
+                          "the agent store PostgreSQL")
     storePlan = plannedAgentStore(home, agentStore)
 
     undo = InitUndo.before(home, caDir)
     try:
         report = _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
-                             masterHost, port, bindAddr)
+                             masterHost, port, bindAddr, nodes, database, passwordPath)
         writeAgentStore(home, storePlan)
         if storePlan.change is not None and not report.created:
             report = attrs.evolve(report, changes=report.changes + (storePlan.change,))
@@ -348,8 +395,23 @@ def initNodeReport(home, nodeType, nodeName, caDir, clusterName=None, key=None,
         raise
 
 
+def _candidates(existing, nodes, masterHost):
+    """
+    The C{<nodes>} to write: those given, else C{masterHost} alone (unless
+    it is one of the node's current candidates), else the current ones.
+    """
+    if nodes is not None:
+        return nodes
+    current = existing.nodes if existing is not None else None
+    if masterHost is not None:
+        if current is not None and len(current) > 1 and masterHost in current:
+            return current
+        return (masterHost,)
+    return current if current is not None else (DEFAULT_MASTER_HOST,)
+
+
 def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
-                masterHost, port, bindAddr):
+                masterHost, port, bindAddr, nodes, database, passwordPath):
     def keep(given, field, default):
         if given is not None:
             return given
@@ -366,8 +428,7 @@ def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
     if key is None:
         key = existing.key if existing is not None else readClusterKey(caDir)
         checkKey(key)
-    nodes = (masterHost,) if masterHost is not None else keep(
-        None, "nodes", (DEFAULT_MASTER_HOST,))
+    nodes = _candidates(existing, nodes, masterHost)
     config = ClusterConfig(
         name=clusterName,
         node_name=nodeName,
@@ -381,15 +442,21 @@ def _initialise(home, nodeType, nodeName, caDir, existing, clusterName, key,
     )
     checkClusterConfig(config)
     content = _ossecConfContent(home, config)
+    storeContent = None
+    if database is not None:
+        storeContent = initoptions.agentStoreChange(home, database, passwordPath)
     home.createLayout()
     _createRunDirectory(home)
     _writeOssecConf(home, content)
-    reissued = _issueCertificate(home, caDir, config)
+    reissued = _issueCertificate(home, caDir, config, masterHost)
     if nodeType == "master":
         _createDefaultGroup(home)
-    return InitReport(
-        home=home,
-        created=existing is None,
-        changes=changesBetween(existing, config, reissued and existing is not None),
-        notes=initNotes(config, masterHost is not None, givenKey, caDir),
-    )
+    changes = changesBetween(existing, config, reissued and existing is not None)
+    notes = initNotes(config, masterHost is not None, givenKey, caDir)
+    if storeContent is not None:
+        initoptions.writeAgentStore(home, storeContent)
+        if existing is not None:
+            changes += ("agent store: PostgreSQL",)
+        notes += initoptions.agentStoreNotes(home, database, passwordPath,
+                                             existing is None)
+    return InitReport(home=home, created=existing is None, changes=changes, notes=notes)

@@ -17,9 +17,12 @@ reading runs three phases:
      digits; C{disabled} must be yes/no; node type C{client} becomes
      C{worker} with a warning;
   2. C{check_cluster_config}, first failure wins: key empty, key format,
-     node type, port range, more than one node (a warning), reserved node
-     addresses.  Like C{wazuh-clusterd}, which exits before checking a
-     disabled cluster, this phase is skipped when the cluster is disabled;
+     node type, port range, reserved node addresses.  Like
+     C{wazuh-clusterd}, which exits before checking a disabled cluster,
+     this phase is skipped when the cluster is disabled.  Where Wazuh warns
+     that it uses only the first of several C{<node>}s, every C{<node>} is
+     a master candidate here, tried in order (masters in standby), and
+     there is no warning;
   3. where accepting what Wazuh accepts would hurt (the C{Hazards} of the
      module's tests), this project is stricter or louder: names are checked
      with the C parser's characters (Wazuh's other daemons refuse the rest),
@@ -106,10 +109,11 @@ class ClusterConfig:
     """
     The validated C{<cluster>} block of one node.
 
-    @ivar nodes: the C{<nodes><node>} values; only C{nodes[0]} is used: the
-        master address workers dial (and the C{ip} the master reports).
+    @ivar nodes: the C{<nodes><node>} values: the addresses of the master
+        candidates, which workers dial in this order (one master: its
+        address, which it reports as its C{ip}).
     @ivar warnings: non-fatal remarks made while reading (deprecated node type
-        C{client}, more than one node...), for the caller to log.
+        C{client}, an unknown element...), for the caller to log.
     """
 
     name: str
@@ -126,7 +130,7 @@ class ClusterConfig:
     @property
     def masterHost(self):
         """
-        The address of the master (C{nodes[0]}).
+        The address of the first master candidate (C{nodes[0]}).
         """
         return self.nodes[0]
 
@@ -342,11 +346,6 @@ def _checkPhase(fields, warnings):
     if not 1024 < fields["port"] < 65535:
         raise ConfigError("Port must be higher than 1024 and lower than 65535.")
     nodes = fields["nodes"]
-    if len(nodes) > 1:
-        warnings.append(
-            "Found more than one node in configuration. Only master node "
-            f"should be specified. Using {nodes[0]} as master."
-        )
     invalid = [node for node in nodes if node in RESERVED_NODE_ADDRESSES]
     if invalid:
         raise ConfigError(f"Invalid elements in node fields: {', '.join(invalid)}.")

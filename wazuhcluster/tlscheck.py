@@ -86,7 +86,9 @@ def _names(cert, config):
         problems.append(
             f"node.pem names {', '.join(sorted(names)) or 'nothing'}, not this node "
             f"'{config.node_name}' (the master would refuse its hello): {_FIX}")
-    if config.node_type == "master" and config.masterHost not in _sanHosts(cert):
+    if config.node_type == "master" and not set(config.nodes) & _sanHosts(cert):
+        # A master candidate's own address is the entry of <nodes> its
+        # certificate names (masters in standby list them all).
         problems.append(
             f"node.pem does not name the master host {config.masterHost} that workers "
             "dial (they would refuse the connection): re-run 'wazuh-cluster init' for "

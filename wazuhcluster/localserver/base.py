@@ -41,6 +41,8 @@ OWN_COMMANDS = {
     "get_agents": b"get_agents",
     "refresh_agent_groups": b"refresh_grp",
     "sync_agent_info": b"sync_ainfo",
+    "get_master_role": b"master_role",
+    "switchover": b"switchover",
 }
 
 #: Command -> request name.

@@ -13,7 +13,9 @@ commands), as Wazuh's master does:
   - C{dapi_fwd <node> <json>}: the same for a request meant for worker
     C{<node>} (3022 when it is not connected); the answer comes from the
     master's data, which the workers' own answers come from too;
-  - this project's C{get_agents} and C{refresh_agent_groups}.
+  - this project's C{get_agents}, C{refresh_agent_groups} and, on a master
+    candidate (L{wazuhcluster.standby.control}), C{get_master_role} and
+    C{switchover}.
 
 Like Wazuh's master, it does not take C{sendsync}: a master's authd works
 on its own.
@@ -30,7 +32,7 @@ class MasterLocalHandler(NodeLocalHandler):
     One local client of the master.
     """
 
-    ownRequests = ("get_agents", "refresh_agent_groups")
+    ownRequests = ("get_agents", "refresh_agent_groups", "get_master_role", "switchover")
 
     def __init__(self, master):
         """

@@ -193,11 +193,21 @@ class NodesQuery:
 
     def answer(self, nodes):
         """
+        A master candidate's entry keeps its C{role} (C{active} or
+        C{standby}, DESIGN.md "Masters in standby"): one more key, which
+        Wazuh's clients ignore.
+
         @param nodes: this project's answer, C{{"nodes": [...]}}.
         @return: Wazuh's C{{"items": [...], "totalItems": N}}.
         """
-        rows = [{f: node.get(f) for f in NODE_FIELDS} for node in nodes["nodes"]
-                if self.nodeType == "all" or node.get("type") == self.nodeType]
+        rows = []
+        for node in nodes["nodes"]:
+            if self.nodeType != "all" and node.get("type") != self.nodeType:
+                continue
+            row = {f: node.get(f) for f in NODE_FIELDS}
+            if "role" in node:
+                row["role"] = node["role"]
+            rows.append(row)
         return self.listing.apply(rows)
 
 

@@ -32,7 +32,10 @@ class MasterAgents(Service):
 
     def startService(self):
         super().startService()
-        self._reconciling = self.reconcileClientKeys()
+        # A master candidate reconciles when it becomes active: a standby
+        # never writes the shared store.
+        if self.master.standby is None:
+            self._reconciling = self.reconcileClientKeys()
 
     def stopService(self):
         super().stopService()

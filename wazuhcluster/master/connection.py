@@ -25,6 +25,7 @@ from wazuhcluster.commands import (
 from wazuhcluster.connection import ClusterConnection, shown
 from wazuhcluster.ossecconf import MAX_NODE_NAME
 from wazuhcluster.results import ResultStore
+from wazuhcluster.standby.peers import HELLO_ROLES, standbyCertificateProblem
 from wazuhcluster.worker.tlsfailure import describeTLSFailure
 
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -48,6 +49,8 @@ class MasterConnection(ClusterConnection):
 
     @ivar master: the L{wazuhcluster.master.server.MasterService}.
     @ivar version: the worker's software version once authenticated.
+    @ivar nodeType: C{worker}, or C{master} for a standby master, once
+        authenticated.
     @ivar lost: whether the connection is gone.
     """
 
@@ -55,6 +58,7 @@ class MasterConnection(ClusterConnection):
         super().__init__(master.log.withTag("Worker"))
         self.master = master
         self.version = None
+        self.nodeType = None
         self.results = ResultStore()
         self.lost = False
         self._helloDeadline = None
@@ -157,9 +161,16 @@ class MasterConnection(ClusterConnection):
         except HelloRejected as rejected:
             self._rejected(node_name, rejected)
             raise
+        if not self.master.serving:
+            refusal = self.master.standby.refusal()
+            self.log.info("Refused the hello of {node} from {peer}: {error}",
+                          node=node_name, peer=self.peerAddress, error=str(refusal))
+            raise refusal
         self.name = node_name
+        self.nodeType = node_type
         self.version = version
-        self.log = self.log.withTag(f"Worker {node_name}")
+        kind = "Standby" if node_type == "master" else "Worker"
+        self.log = self.log.withTag(f"{kind} {node_name}")
         d = self.master.registry.authenticate(self)
         d.addCallbacks(self._welcome, self._refused, errbackArgs=(node_name,))
         return d
@@ -200,7 +211,8 @@ class MasterConnection(ClusterConnection):
             raise _rejection(
                 3061, "Worker certificate does not match the node name it claims")
         if not tls.verifyHelloProof(
-                proof, config.key, tls.channelBinding(self.transport), clusterName, nodeName):
+                proof, config.key, tls.channelBinding(self.transport), clusterName, nodeName,
+                role=HELLO_ROLES.get(nodeType, "worker")):
             raise _rejection(3025, "Could not decrypt message")
         if nodeName == config.node_name:
             raise _rejection(3029, "Connected worker with same name as the master")
@@ -208,8 +220,12 @@ class MasterConnection(ClusterConnection):
             raise _rejection(3030, "Worker does not belong to the same cluster")
         if protocol not in SUPPORTED_PROTOCOLS:
             raise _rejection(3031, "Worker and master versions are not the same")
-        if nodeType != "worker":
+        if nodeType not in HELLO_ROLES:
             raise _rejection(3062, f"Invalid node type {shown(nodeType)} in hello")
+        if nodeType == "master":
+            problem = standbyCertificateProblem(self.transport, config.nodes)
+            if problem is not None:
+                raise _rejection(3063, problem)
 
     # -- forwarded control requests ------------------------------------------------
 

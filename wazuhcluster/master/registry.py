@@ -128,10 +128,15 @@ class WorkerRegistry:
         if connection.transport is None or connection.lost:
             waiter.errback(HelloRejected("Error 3023 - The connection was lost"))
             return
+        if not self.master.serving:
+            # This master stopped serving while the hello was checked.
+            waiter.errback(self.master.standby.refusal())
+            return
         name = connection.name
         self.workers[name] = connection
         connection.sessions = self.master.sessionsFor(connection)
-        connection.log.info("Worker {name} connected from {peer}.", name=name,
+        kind = "Standby master" if connection.nodeType == "master" else "Worker"
+        connection.log.info("{kind} {name} connected from {peer}.", kind=kind, name=name,
                             peer=connection.peerAddress)
         waiter.callback(None)
 
@@ -164,7 +169,8 @@ class WorkerRegistry:
             return self.master.cleanStaging(name)
 
         def done(_):
-            connection.log.info("Worker {name} disconnected.", name=name)
+            kind = "Standby master" if connection.nodeType == "master" else "Worker"
+            connection.log.info("{kind} {name} disconnected.", kind=kind, name=name)
             if self._idle.get(name) is stopped:
                 del self._idle[name]
             stopped.callback(None)

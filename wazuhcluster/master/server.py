@@ -31,6 +31,8 @@ from wazuhcluster.master.refusals import RefusalLog
 from wazuhcluster.master.registry import WorkerRegistry
 from wazuhcluster.metrics import SyncObservers
 from wazuhcluster.node import NodeService
+from wazuhcluster.standby.peers import standbySessions
+from wazuhcluster.standby.service import standbyFor
 from wazuhcluster.storeslot import AgentStoreService
 
 
@@ -98,23 +100,30 @@ class MasterService(NodeService):
     """
     The master node.
 
-    @ivar registry: the L{WorkerRegistry} of authenticated workers.
+    @ivar registry: the L{WorkerRegistry} of authenticated workers (and
+        standby masters).
     @ivar agentStore: the L{AgentStoreService}.
     @ivar lag: the L{ReactorLagProbe} of this node.
     @ivar syncEvents: the L{SyncObservers} told of every finished sync.
+    @ivar standby: the L{wazuhcluster.standby.service.StandbyService} of a
+        master candidate (PostgreSQL agent store), else L{None}.
     """
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
-                 runInThread=None, watchFiles=True, store=None, openStore=None):
+                 runInThread=None, watchFiles=True, store=None, openStore=None,
+                 standby=standbyFor):
         """
         @param store: an open agent store to use (and not close) instead of
             opening one at start (tests).
         @param openStore: called with this service at start to open the
             agent store (L{openLocalStore} by default).
+        @param standby: called with this service, returns its
+            L{wazuhcluster.standby.service.StandbyService} or L{None}.
         """
         super().__init__(home, config, items, identity, reactor, clock, runInThread)
         self.log = ClusterLogger("Master", "Main", namespace="wazuhcluster.master",
                                  node=config.node_name)
+        self.standby = None
         self.registry = WorkerRegistry(self)
         self.refusals = RefusalLog(self.log.withTag("Worker"), self.clock)
         opener = openStore or openLocalStore
@@ -132,6 +141,28 @@ class MasterService(NodeService):
         self.control = MasterControlHandler(self, self.agents, self.groups)
         self.relay = DaemonRelay(home, self.reactor, self.log.withSubtag("SendSync"))
         self.listener = None
+        self.standby = standby(self)
+        if self.standby is not None:
+            from wazuhcluster.standby.control import RoleControlHandler
+
+            self.standby.setServiceParent(self)
+            self.control = RoleControlHandler(self.control, self.standby)
+
+    @property
+    def serving(self):
+        """
+        Whether this master serves workers (it is the active master).
+        """
+        return self.standby is None or self.standby.serving
+
+    def sessionsFor(self, peer):
+        """
+        A worker's connection has a session of every feature; a standby
+        master's, of keep-alive and integrity only.
+        """
+        if peer.nodeType == "master":
+            return standbySessions(self.features, peer)
+        return super().sessionsFor(peer)
 
     @property
     def workers(self):

@@ -13,7 +13,6 @@ import random
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, TimeoutError, succeed
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -30,6 +29,12 @@ from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.ossecconf import isNodeName
 from wazuhcluster.node import NodeService
+from wazuhcluster.standby.candidates import (
+    CandidateConnectionCreator,
+    CandidateEndpoint,
+    MasterCandidates,
+)
+from wazuhcluster.standby.role import activeHostIn
 from wazuhcluster.storeslot import AgentStoreService
 from wazuhcluster.worker.agent_groups_recv import WorkerAgentGroups
 from wazuhcluster.worker.agent_info import WorkerAgentInfo
@@ -112,15 +117,28 @@ class WorkerService(NodeService):
 
     @ivar connection: the authenticated L{WorkerConnection}, or L{None}.
     @ivar lag: the L{ReactorLagProbe} of this node (reported in keep-alives).
+    @ivar candidates: the L{MasterCandidates} of C{<nodes>}, tried in order.
     """
+
+    #: The node type this node gives in its hello (a standby master's link
+    #: to the active master says C{master}).
+    helloNodeType = "worker"
+
+    #: The first tag of this node's log lines.
+    logKind = "Worker"
 
     def __init__(self, home, config, items, identity, reactor=None, clock=None,
                  endpoint=None, jitter=random.random, runInThread=None, store=None,
-                 openStore=None, durable=True):
+                 openStore=None, durable=True, candidates=None):
+        """
+        @param candidates: the master candidates to dial (those of
+            C{<nodes>} by default).
+        """
         super().__init__(home, config, items, identity, reactor, clock, runInThread)
         self.jitter = jitter
         self.connection = None
-        self.log = ClusterLogger(f"Worker {config.node_name}", "Main",
+        self.candidates = candidates or MasterCandidates(config.nodes)
+        self.log = ClusterLogger(f"{self.logKind} {config.node_name}", "Main",
                                  namespace="wazuhcluster.worker", node=config.node_name)
         self._lastProblem = None
         self._idle = succeed(None)
@@ -128,13 +146,21 @@ class WorkerService(NodeService):
         self._policy = backoffPolicy(initialDelay=min(1.0, retry), maxDelay=retry,
                                      jitter=lambda: self.jitter() * min(1.0, retry / 10))
         if endpoint is None:
-            endpoint = HostnameEndpoint(self.reactor, config.masterHost, config.port)
+            endpoint = CandidateEndpoint(self.reactor, self.candidates, config.port)
         self.clientService = ClientService(
             _GatedEndpoint(endpoint, self.whenIdle, self._connectFailed),
             self.buildFactory(),
             retryPolicy=self.retryDelay,
             clock=self.clock,
         )
+        self.addFeatures(store, openStore, durable)
+        self.clientService.setServiceParent(self)
+
+    def addFeatures(self, store, openStore, durable):
+        """
+        Add the agent store and the worker's features (see
+        L{wazuhcluster.standby.link} for a node with fewer).
+        """
         opener = openStore or openLocalStore
         self.agentStore = AgentStoreService(lambda: opener(self), self.log, injected=store)
         self.agentStore.setServiceParent(self)
@@ -147,7 +173,6 @@ class WorkerService(NodeService):
             self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable))
         self.agentInfo = self.addFeature(WorkerAgentInfo(self, self.agentStore))
         self.addFeature(WorkerAgentGroups(self, self.agentStore))
-        self.clientService.setServiceParent(self)
 
     def buildFactory(self):
         """
@@ -161,7 +186,7 @@ class WorkerService(NodeService):
         factory = Factory.forProtocol(lambda: WorkerConnection(self))
         factory.noisy = False
         tlsFactory = TLSMemoryBIOFactory(
-            tls.workerConnectionCreator(self.identity, self.config.masterHost),
+            CandidateConnectionCreator(self.identity, self.candidates),
             True, factory, clock=self.clock)
         tlsFactory.noisy = False
         return tlsFactory
@@ -191,7 +216,8 @@ class WorkerService(NodeService):
         with jitter so that workers do not all knock at once after a master
         restart.
         """
-        delay = min(self._policy(attempt), self.items.worker.connection_retry)
+        delay = min(self.candidates.retryDelay(attempt, self._policy),
+                    self.items.worker.connection_retry)
         problem, self._lastProblem = self._lastProblem, None
         if problem == "refused":
             self.log.error("Could not connect to master. Trying again in {delay:.3g} seconds.",
@@ -209,6 +235,7 @@ class WorkerService(NodeService):
             self._lastProblem = "refused"
         else:
             self._lastProblem = failure.getErrorMessage()
+        self.candidates.failed()
 
     def sayHello(self, connection):
         """
@@ -228,11 +255,13 @@ class WorkerService(NodeService):
 
     def _sendHello(self, connection):
         config = self.config
+        role = "worker" if self.helloNodeType == "worker" else "standby"
         proof = tls.helloProof(config.key, tls.channelBinding(connection.transport),
-                               config.name, config.node_name)
+                               config.name, config.node_name, role=role)
         return connection.callRemote(
             Hello, cluster_name=config.name, node_name=config.node_name,
-            node_type="worker", version=__version__, protocol=PROTOCOL_VERSION, proof=proof)
+            node_type=self.helloNodeType, version=__version__, protocol=PROTOCOL_VERSION,
+            proof=proof)
 
     def _welcomed(self, answer, connection):
         if connection.transport is None or connection._closing:
@@ -242,6 +271,7 @@ class WorkerService(NodeService):
             self.log.error("Could not connect to master: it gave an invalid node name "
                            "{name}.", name=shown(master))
             self._lastProblem = "closed"
+            self.candidates.failed()
             connection.disconnect()
             return
         binding = tls.channelBinding(connection.transport)
@@ -251,11 +281,13 @@ class WorkerService(NodeService):
                            "key (is it a master of cluster {cluster}?).",
                            cluster=self.config.name)
             self._lastProblem = "closed"
+            self.candidates.failed()
             connection.disconnect()
             return
         connection.name = master
         connection.sessions = self.sessionsFor(connection)
         self.connection = connection
+        self.candidates.welcomed()
         self.log.info("Successfully connected to master.")
         connection.sessions.start()
 
@@ -263,11 +295,12 @@ class WorkerService(NodeService):
         if failure.check(TimeoutError):
             problem = "Error 3020 - Timeout sending request: hello"
         elif not connection.handshake.called or connection.transport is None:
-            problem = describeConnectFailure(failure, self.config.masterHost)
+            problem = describeConnectFailure(failure, self.candidates.current)
         else:
             problem = failure.getErrorMessage()
         self.log.error("Could not connect to master: {problem}.", problem=problem)
         self._lastProblem = "closed"
+        self.candidates.failed(activeHostIn(problem))
         if connection.transport is not None:
             connection.disconnect()
 
