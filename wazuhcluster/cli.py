@@ -238,6 +238,27 @@ def _addAgent(commands):
                         help="a label of the agent (repeatable)")
 
 
+def _addRevoke(commands):
+    revoke = _subparser(
+        commands, "revoke", "revoke a node's certificates (run on the master's home)",
+        "Add every certificate the CA issued to NODE (or the certificate file\n"
+        "--cert names) to the cluster's revocation list, signed with the CA key:\n"
+        "CADIR/crl.pem, installed as the master's etc/cluster.crl. The running\n"
+        "master reloads it, disconnects the revoked node and syncs the list to\n"
+        "every worker; a revoked node is refused in the TLS handshake.",
+        "  wazuh-cluster revoke --home /var/ossec --ca /root/wazuh-ca --name worker07\n"
+        "  wazuh-cluster revoke --home /var/ossec --ca /root/wazuh-ca \\\n"
+        "      --cert /tmp/worker07-node.pem")
+    _addHome(revoke, help="the master's node home (default: $WAZUH_HOME, else /var/ossec)")
+    revoke.add_argument("--ca", required=True, metavar="CADIR",
+                        help="the cluster CA directory (its key signs the list)")
+    revoke.add_argument("--name", metavar="NODE", default=None,
+                        help="the node whose certificates to revoke")
+    revoke.add_argument("--cert", metavar="PATH", default=None,
+                        help="a certificate file to revoke (e.g. a node's "
+                             "etc/sslcluster/node.pem)")
+
+
 def _addDemo(commands):
     demo = _subparser(
         commands, "demo", "run a demo cluster on this host (master + workers)",
@@ -284,6 +305,7 @@ def buildParser():
     control = _addControl(commands)
     _addAgent(commands)
     _addMigrateAgents(commands)
+    _addRevoke(commands)
     _addDemo(commands)
     parser.controlParser = control
     return parser
@@ -393,6 +415,12 @@ def runMigrateAgents(args, out, err):
                          replace=args.replace, out=out, err=err)
 
 
+def runRevoke(args, out, err):
+    from wazuhcluster.revokecmd import runRevoke as revoke
+
+    return revoke(_home(args), args.ca, args.name, args.cert, out)
+
+
 def runDemo(args, out, err):
     from wazuhcluster.demo import runDemo as demo
 
@@ -405,6 +433,7 @@ _RUNNERS = {
     "control": runControl,
     "agent": runAgent,
     "migrate-agents": runMigrateAgents,
+    "revoke": runRevoke,
     "demo": runDemo,
 }
 

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from zope.interface import implementer
 
 from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__, tls
+from wazuhcluster.certroles import helloRoleProblem
 from wazuhcluster.commands import (
     ControlFailed,
     ControlRequest,
@@ -209,6 +210,10 @@ class MasterConnection(ClusterConnection):
             raise _rejection(3031, "Worker and master versions are not the same")
         if nodeType != "worker":
             raise _rejection(3062, f"Invalid node type {shown(nodeType)} in hello")
+        cert = tls.peerCertificate(self.transport)
+        problem = helloRoleProblem(cert, nodeType) or self.master.revocations.problem(cert)
+        if problem is not None:
+            raise _rejection(3063, problem)
 
     # -- forwarded control requests ------------------------------------------------
 

@@ -27,6 +27,7 @@ from wazuhcluster.master.keepalive import MasterKeepAlive
 from wazuhcluster.master.refusals import RefusalLog
 from wazuhcluster.master.registry import WorkerRegistry
 from wazuhcluster.node import NodeService
+from wazuhcluster.revokedpeers import masterRevocations, watchLocalIntegrity
 from wazuhcluster.storeslot import AgentStoreService
 
 
@@ -110,6 +111,7 @@ class MasterService(NodeService):
                                  node=config.node_name)
         self.registry = WorkerRegistry(self)
         self.refusals = RefusalLog(self.log.withTag("Worker"), self.clock)
+        self.revocations = masterRevocations(self)
         opener = openStore or openLocalStore
         self.agentStore = AgentStoreService(lambda: opener(self), self.log, injected=store)
         self.agentStore.setServiceParent(self)
@@ -117,6 +119,7 @@ class MasterService(NodeService):
         self.agents.setServiceParent(self)
         self.addFeature(MasterKeepAlive(self))
         self.integrity = self.addFeature(MasterIntegrity(self, watch=watchFiles))
+        watchLocalIntegrity(self.revocations, self.integrity.local)
         self.addFeature(MasterAgentInfo(self, self.agentStore))
         self.groups = self.addFeature(MasterAgentGroups(self, self.agentStore))
         self.control = MasterControlHandler(self, self.agents, self.groups)
@@ -134,7 +137,8 @@ class MasterService(NodeService):
         The listening factory: per-address limit, then TLS, then AMP.
         """
         tlsFactory = TLSMemoryBIOFactory(
-            tls.masterContextFactory(self.identity), False, MasterFactory(self))
+            tls.masterContextFactory(self.identity, self.revocations), False,
+            MasterFactory(self))
         tlsFactory.noisy = False
         return ConnectionLimiter(tlsFactory, self.items.master.max_connections_per_address,
                                  self.refusals)

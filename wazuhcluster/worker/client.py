@@ -28,6 +28,7 @@ from wazuhcluster.control import ControlServer, WorkerControlHandler
 from wazuhcluster.logs import ClusterLogger
 from wazuhcluster.ossecconf import isNodeName
 from wazuhcluster.node import NodeService
+from wazuhcluster.revokedpeers import workerRevocations
 from wazuhcluster.storeslot import AgentStoreService
 from wazuhcluster.worker.agent_groups_recv import WorkerAgentGroups
 from wazuhcluster.worker.agent_info import WorkerAgentInfo
@@ -123,6 +124,7 @@ class WorkerService(NodeService):
         retry = items.worker.connection_retry
         self._policy = backoffPolicy(initialDelay=min(1.0, retry), maxDelay=retry,
                                      jitter=lambda: self.jitter() * min(1.0, retry / 10))
+        self.revocations = workerRevocations(self)
         if endpoint is None:
             endpoint = HostnameEndpoint(self.reactor, config.masterHost, config.port)
         self.clientService = ClientService(
@@ -138,7 +140,8 @@ class WorkerService(NodeService):
         self.agents.setServiceParent(self)
         self.addFeature(WorkerKeepAlive(self))
         self.integrity = self.addFeature(WorkerIntegrity(
-            self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable))
+            self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable,
+            revocationListChanged=self.revocations.reload))
         self.agentInfo = self.addFeature(WorkerAgentInfo(self, self.agentStore))
         self.addFeature(WorkerAgentGroups(self, self.agentStore))
         self.clientService.setServiceParent(self)
@@ -155,7 +158,8 @@ class WorkerService(NodeService):
         factory = Factory.forProtocol(lambda: WorkerConnection(self))
         factory.noisy = False
         tlsFactory = TLSMemoryBIOFactory(
-            tls.workerConnectionCreator(self.identity, self.config.masterHost),
+            tls.workerConnectionCreator(self.identity, self.config.masterHost,
+                                        self.revocations),
             True, factory, clock=self.clock)
         tlsFactory.noisy = False
         return tlsFactory
@@ -256,10 +260,8 @@ class WorkerService(NodeService):
     def _refused(self, failure, connection):
         if failure.check(TimeoutError):
             problem = "Error 3020 - Timeout sending request: hello"
-        elif not connection.handshake.called or connection.transport is None:
-            problem = describeConnectFailure(failure, self.config.masterHost)
         else:
-            problem = failure.getErrorMessage()
+            problem = describeConnectFailure(failure, self.config.masterHost)
         self.log.error("Could not connect to master: {problem}.", problem=problem)
         self._lastProblem = "closed"
         if connection.transport is not None:

@@ -49,6 +49,7 @@ from wazuhcluster.commands import (
 )
 from wazuhcluster.integrity import scanFiles
 from wazuhcluster.local_integrity import ScanReporter
+from wazuhcluster.revocation import CRL_PATH as REVOCATION_LIST
 from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
 from wazuhcluster.staging import StagedSync
 from wazuhcluster.streams import StreamReceiver
@@ -269,6 +270,8 @@ class WorkerIntegritySession(amp.CommandLocator):
                           elapsed=self.clock.seconds() - syncStarted)
         if "etc/client.keys" in result.placed or "etc/client.keys" in result.deleted:
             yield feature.clientKeysChanged()
+        if REVOCATION_LIST in result.placed or REVOCATION_LIST in result.deleted:
+            yield feature.revocationListChanged()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -369,16 +372,20 @@ class WorkerIntegrity(Service):
 
     name = "integrity"
 
-    def __init__(self, worker, clientKeysChanged=None, durable=True):
+    def __init__(self, worker, clientKeysChanged=None, durable=True,
+                 revocationListChanged=None):
         """
         @param clientKeysChanged: called without arguments after a round
             changed C{etc/client.keys} (the agents feature reconciles its
             database); may return a Deferred.
+        @param revocationListChanged: called the same way after a round
+            changed C{etc/cluster.crl} (the node reloads it).
         """
         self.worker = worker
         self.queue = ThreadQueue(worker.runInThread)
         self.durable = durable
         self._clientKeysChanged = clientKeysChanged
+        self._revocationListChanged = revocationListChanged
         self._reporter = ScanReporter(worker.log.withSubtag("Local integrity"))
         self.snapshot = None
         self.base = None
@@ -458,3 +465,8 @@ class WorkerIntegrity(Service):
         if self._clientKeysChanged is None:
             return None
         return self._clientKeysChanged()
+
+    def revocationListChanged(self):
+        if self._revocationListChanged is None:
+            return None
+        return self._revocationListChanged()
