@@ -220,6 +220,16 @@ def _addAgent(commands):
     _addHome(listing)
     listing.add_argument("--json", action="store_true", help='print {"agents": [...]}')
 
+    accept = _subparser(actions, "accept-keys",
+                        "let the master announce a client.keys that lost many agents",
+                        "The master does not announce a client.keys that is empty, gone, or\n"
+                        "lost more than intervals.master.max_client_keys_loss of the agents\n"
+                        "of the last one it announced (the workers keep theirs, and the\n"
+                        "master logs an ERROR each round). Accept the current file as it is:\n"
+                        "the master announces it at its next integrity round.",
+                        "  wazuh-cluster agent accept-keys --home /var/ossec")
+    _addHome(accept)
+
     report = _subparser(actions, "report", "record that an agent reports to this node",
                         "Record what wazuh-remoted records when an agent reports to this\n"
                         "node, and ask the daemon to send it to the master now.",
@@ -386,6 +396,10 @@ def runAgent(args, out, err):
 
     home = _home(args).root.path
     action = args.agent_command
+    if action == "accept-keys":
+        from wazuhcluster.master.clientkeys_guard import runAcceptKeys
+
+        return runAcceptKeys(_home(args), out)
     if action == "add":
         return agentcli.agentAdd(home, args.name, ip=args.ip, group=args.group,
                                  out=out, err=err)
