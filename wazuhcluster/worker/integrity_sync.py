@@ -34,7 +34,7 @@ from twisted.logger import LogLevel
 from twisted.protocols import amp
 from zope.interface import implementer
 
-from wazuhcluster.chunks import packRecords
+from wazuhcluster.chunks import MAX_CHUNK, packRecords
 from wazuhcluster.commands import (
     FILE_DATA_VALUES,
     FileData,
@@ -63,6 +63,9 @@ MIN_ROUND_INTERVAL = 0.5
 
 #: The most files a manifest from the master may hold.
 MAX_MANIFEST_ENTRIES = 2_000_000
+
+#: Files too large to sync named one by one in a round's log.
+TOO_LARGE_NAMED = 10
 
 
 class _Transfer:
@@ -213,9 +216,12 @@ class WorkerIntegritySession(amp.CommandLocator):
 
     def _fetchChunks(self, answer):
         count, entries = answer["chunks"], answer["entries"]
-        if not 0 < count <= max(entries, 1) or entries > MAX_MANIFEST_ENTRIES:
+        maxChunks = self.feature.worker.items.communication.max_zip_size // MAX_CHUNK + 1
+        if (not 0 < count <= max(entries, 1) or entries > MAX_MANIFEST_ENTRIES
+                or count > maxChunks):
             raise SyncAborted(f"Error 3036 - The master announced {entries} entries in "
-                              f"{count} chunks")
+                              f"{count} chunks (at most {MAX_MANIFEST_ENTRIES} entries in "
+                              f"{maxChunks} chunks: communication.max_zip_size)")
         results = [answer["data"]] + [None] * (count - 1)
         indexes = iter(range(1, count))
 
@@ -243,7 +249,10 @@ class WorkerIntegritySession(amp.CommandLocator):
             "Files to create: {missing} | Files to update: {shared} | Files to delete: {extra}",
             missing=len(comparison.missing), shared=len(comparison.shared),
             extra=len(comparison.extra))
-        wanted = comparison.missing + comparison.shared
+        maxBytes = worker.items.communication.max_zip_size
+        missing, shared = (self._sizeable(paths, expected, maxBytes)
+                           for paths in (comparison.missing, comparison.shared))
+        wanted = missing + shared
         staged = StagedSync(worker.home.root, worker.home.staging(self.peer.name),
                             worker.items.fileset, durable=feature.durable,
                             maxBytes=worker.items.communication.max_zip_size)
@@ -253,8 +262,7 @@ class WorkerIntegritySession(amp.CommandLocator):
             for _, paths in packRecords(p.encode("utf-8") for p in wanted):
                 yield self.peer.callRemote(RequestFiles, session=session, paths=paths)
             yield self.peer.callRemote(StartTransfer, session=session,
-                                       missing=len(comparison.missing),
-                                       shared=len(comparison.shared),
+                                       missing=len(missing), shared=len(shared),
                                        extra=len(comparison.extra))
             result = yield transfer.done
         except BaseException:
@@ -272,6 +280,28 @@ class WorkerIntegritySession(amp.CommandLocator):
             yield feature.clientKeysChanged()
         if REVOCATION_LIST in result.placed or REVOCATION_LIST in result.deleted:
             yield feature.revocationListChanged()
+
+    def _sizeable(self, paths, expected, maxBytes):
+        """
+        C{paths} without the files the master announced larger than one
+        round may bring (C{communication.max_zip_size}): they are not asked
+        for, and said so (Wazuh's "File too large to be synced").
+        """
+        kept, tooLarge = [], []
+        for path in paths:
+            entry = expected.get(path)
+            if entry is not None and entry[1] > maxBytes:
+                tooLarge.append((path, entry[1]))
+            else:
+                kept.append(path)
+        for path, size in tooLarge[:TOO_LARGE_NAMED]:
+            self.syncLog.warn("File too large to be synced: {path} ({size} bytes, more than "
+                              "communication.max_zip_size {limit}).", path=path, size=size,
+                              limit=maxBytes)
+        if len(tooLarge) > TOO_LARGE_NAMED:
+            self.syncLog.warn("{count} more files too large to be synced.",
+                              count=len(tooLarge) - TOO_LARGE_NAMED)
+        return kept
 
     # -- receiving -----------------------------------------------------------------
 
