@@ -93,16 +93,12 @@ def _authority(authority):
     return authority if original is None else original.to_cryptography()
 
 
-def parseRevocationList(data, authority, where=CRL_PATH):
+def _verifiedList(data, ca, where):
     """
-    Parse and verify a PEM revocation list.
+    The C{cryptography} CRL in PEM C{data}, verified against C{ca}.
 
-    @param authority: the cluster CA certificate.
-    @param where: how error texts name the list.
-    @rtype: L{RevocationList}
     @raise RevocationError: it is not a PEM CRL, or not the CA's.
     """
-    ca = _authority(authority)
     try:
         crl = x509.load_pem_x509_crl(data)
     except ValueError as e:
@@ -117,11 +113,27 @@ def parseRevocationList(data, authority, where=CRL_PATH):
             f"{where} does not verify against the cluster CA (ca.pem): it was not made by "
             "'wazuh-cluster revoke' with this cluster's --ca; replace it with the CA's "
             f"{CA_CRL}, or delete it")
+    return crl
+
+
+def _number(crl):
     try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
-        number = None
-    return RevocationList(frozenset(r.serial_number for r in crl), crl.issuer, number)
+        return None
+
+
+def parseRevocationList(data, authority, where=CRL_PATH):
+    """
+    Parse and verify a PEM revocation list.
+
+    @param authority: the cluster CA certificate.
+    @param where: how error texts name the list.
+    @rtype: L{RevocationList}
+    @raise RevocationError: it is not a PEM CRL, or not the CA's.
+    """
+    crl = _verifiedList(data, _authority(authority), where)
+    return RevocationList(frozenset(r.serial_number for r in crl), crl.issuer, _number(crl))
 
 
 def readRevocationList(path, authority):
@@ -294,20 +306,17 @@ def _existingEntries(paths, ca):
     """
     entries, number = {}, 0
     for path in paths:
-        if not path.exists():
+        try:
+            data = path.getContent()
+        except FileNotFoundError:
             continue
-        readRevocationList(path, ca)
-        crl = x509.load_pem_x509_crl(path.getContent())
+        crl = _verifiedList(data, ca, path.path)
         for entry in crl:
             known = entries.get(entry.serial_number)
             date = entry.revocation_date_utc
             if known is None or date < known:
                 entries[entry.serial_number] = date
-        try:
-            value = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-        except x509.ExtensionNotFound:
-            value = 0
-        number = max(number, value)
+        number = max(number, _number(crl) or 0)
     return entries, number
 
 

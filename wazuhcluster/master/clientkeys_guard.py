@@ -38,6 +38,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
+from twisted.python.filepath import FilePath
 
 from wazuhcluster.clientkeys import CLIENT_KEYS_MODE, parseClientKeys
 from wazuhcluster.errors import ClusterError
@@ -143,8 +144,6 @@ def _keep(root, content):
         except FileNotFoundError:
             pass
         return
-    from twisted.python.filepath import FilePath
-
     atomicWrite(FilePath(path), content, CLIENT_KEYS_MODE)
 
 
