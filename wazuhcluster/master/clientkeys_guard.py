@@ -144,7 +144,9 @@ def _keep(root, content):
         except FileNotFoundError:
             pass
         return
-    atomicWrite(FilePath(path), content, CLIENT_KEYS_MODE)
+    target = FilePath(path)
+    target.parent().makedirs(ignoreExistingDirectory=True)
+    atomicWrite(target, content, CLIENT_KEYS_MODE)
 
 
 def _forgetAcceptance(root):
