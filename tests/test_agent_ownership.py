@@ -201,6 +201,20 @@ class OwnershipRuleTests(SynchronousTestCase):
         ownership.disconnected("w1")
         self.assertEqual(ownership.rule("w2", [1]).connected, {"w2", "master"})
 
+    def test_replacedConnection(self):
+        """
+        The end of a worker's older connection does not disconnect the
+        newer one that replaced it.
+        """
+        ownership = AgentOwnership(Clock(), "master", 20)
+        old, new = object(), object()
+        ownership.connected("w1", old)
+        ownership.connected("w1", new)
+        ownership.disconnected("w1", old)
+        self.assertIn("w1", ownership.rule("w2", []).connected)
+        ownership.disconnected("w1", new)
+        self.assertNotIn("w1", ownership.rule("w2", []).connected)
+
 
 class _StoreOwnershipTests(DatabaseMixin):
     """

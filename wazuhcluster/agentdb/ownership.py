@@ -119,17 +119,20 @@ class AgentOwnership:
         self._connectedAt = {}
         self._reports = {}
 
-    def connected(self, name):
+    def connected(self, name, session=None):
         """
-        Worker C{name} connected (its agent-info session started).
+        Worker C{name} connected (its agent-info C{session} started).
         """
-        self._connectedAt[name] = self.clock.seconds()
+        self._connectedAt[name] = (self.clock.seconds(), session)
 
-    def disconnected(self, name):
+    def disconnected(self, name, session=None):
         """
-        Worker C{name}'s connection is gone.
+        Worker C{name}'s connection of C{session} is gone (a newer
+        connection of the same name, already started, stays connected).
         """
-        self._connectedAt.pop(name, None)
+        entry = self._connectedAt.get(name)
+        if entry is not None and entry[1] is session:
+            del self._connectedAt[name]
 
     def rule(self, reporter, numbers):
         """
@@ -138,7 +141,7 @@ class AgentOwnership:
         """
         now = self.clock.seconds()
         connected = frozenset(self._connectedAt) | {self.masterName}
-        holding = frozenset(name for name, since in self._connectedAt.items()
+        holding = frozenset(name for name, (since, _) in self._connectedAt.items()
                             if now - since < self.window) | {self.masterName}
         recent = {}
         for number in numbers:

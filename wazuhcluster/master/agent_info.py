@@ -86,10 +86,10 @@ class AgentInfoReceiveSession(amp.CommandLocator):
         self._stopped = False
 
     def start(self):
-        self.feature.ownership.connected(self.peer.name)
+        self.feature.ownership.connected(self.peer.name, self)
 
     def stop(self):
-        self.feature.ownership.disconnected(self.peer.name)
+        self.feature.ownership.disconnected(self.peer.name, self)
         self._stopped = True
         self.round = None
         follower = Deferred()
