@@ -182,7 +182,7 @@ class InMemoryCluster:
         self.caDir = makeAuthority(self.tmp)
         self.clock = Clock()
         self.intervals = intervals or {}
-        self.masterHome = self.makeHome("master", hosts=(MASTER_HOST,))
+        self.masterHome = self.makeHome("master", hosts=(MASTER_HOST,), role="master")
         self.masterStore = self.blockingStore(self.masterHome, "master")
         self.master = MasterService(
             self.masterHome, makeConfig("master", "master"), self.itemsFor(self.masterHome),
@@ -191,7 +191,7 @@ class InMemoryCluster:
         )
         self.network = Network(
             self.clock, MasterFactory(self.master),
-            masterContextFactory(self.master.identity),
+            masterContextFactory(self.master.identity, self.master.revocations),
         )
         self.master.startService()
         testCase.addCleanup(self.stop)
@@ -221,10 +221,10 @@ class InMemoryCluster:
         self.testCase.addCleanup(store.close)
         return store
 
-    def makeHome(self, name, hosts=(), caDir=None):
+    def makeHome(self, name, hosts=(), caDir=None, role="worker"):
         home = NodeHome(self.tmp.child(name))
         home.createLayout()
-        makeNodeSsl(caDir or self.caDir, home, name, hosts=hosts)
+        makeNodeSsl(caDir or self.caDir, home, name, hosts=hosts, role=role)
         if self.intervals:
             writeIntervals(home, **self.intervals)
         return home
@@ -233,15 +233,17 @@ class InMemoryCluster:
         return loadClusterItems(home)
 
     def addWorker(self, nodeName, start=True, caDir=None, certName=None, masterHost=MASTER_HOST,
-                  runInThread=runInline, store=None, openStore=None, **configOverrides):
+                  runInThread=runInline, store=None, openStore=None, certRole="worker",
+                  **configOverrides):
         """
         Create worker C{nodeName} (certificate for C{certName}, default
-        C{nodeName}) and start it.  Its blocking work runs inline, or in real
+        C{nodeName}, of role C{certRole}: L{None} for a certificate made
+        before roles) and start it.  Its blocking work runs inline, or in real
         threads with C{runInThread=deferToThread} (drive such a cluster
         with L{pumpUntil}).
         """
         name = nodeName
-        home = self.makeHome(certName or name, caDir=caDir)
+        home = self.makeHome(certName or name, caDir=caDir, role=certRole)
         identity = loadNodeIdentity(home.sslDir)
         config = makeConfig(name, "worker", nodes=(masterHost,), **configOverrides)
         endpoint = InMemoryEndpoint(self.network, workerConnectionCreator(identity, masterHost))

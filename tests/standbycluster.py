@@ -308,13 +308,13 @@ class StandbyCluster:
         self.homes = {}
         testCase.addCleanup(self.stop)
 
-    def makeHome(self, name, hosts=()):
+    def makeHome(self, name, hosts=(), role="worker"):
         import json
 
         home = NodeHome(self.tmp.child(name))
         if not home.root.exists():
             home.createLayout()
-            makeNodeSsl(self.caDir, home, name, hosts=hosts)
+            makeNodeSsl(self.caDir, home, name, hosts=hosts, role=role)
             home.clusterJsonOverrides.setContent(json.dumps(self.overrides).encode())
         self.homes[name] = home
         return home
@@ -328,7 +328,7 @@ class StandbyCluster:
         C{name}.
         """
         host = self.hostOf(name)
-        home = self.makeHome(name, hosts=(host,))
+        home = self.makeHome(name, hosts=(host,), role="master")
         lock = self.lockServer.session(name, host)
         self.locks[name] = lock
         config = makeConfig(name, "master", nodes=self.nodes)
@@ -376,16 +376,17 @@ class StandbyCluster:
         self.network.flush()
         return worker
 
-    def connectBare(self, protocol, certName, hosts=(), toHost="m1.example"):
+    def connectBare(self, protocol, certName, hosts=(), toHost="m1.example", role="master"):
         """
         Connect C{protocol} (a hand-driven peer) to the master at C{toHost}
-        over TLS, with a certificate for C{certName} naming C{hosts}.
+        over TLS, with a certificate of C{role} for C{certName} naming
+        C{hosts}.
         """
         from twisted.internet.protocol import Factory
 
         from wazuhcluster.tls import workerConnectionCreator
 
-        home = self.makeHome(certName, hosts=hosts)
+        home = self.makeHome(certName, hosts=hosts, role=role)
         creator = workerConnectionCreator(loadNodeIdentity(home.sslDir), toHost)
         self.network.join(toHost, TLSMemoryBIOFactory(
             creator, True, Factory.forProtocol(lambda: protocol), clock=self.clock))

@@ -93,7 +93,7 @@ class AgentSyncTestsMixin:
         list) and C{workers}, all with the same client.keys, connected.
         """
         self.addCleanup(self.assertNoDelayedCalls)
-        self.cluster = InMemoryCluster(self, intervals=INTERVALS)
+        self.cluster = InMemoryCluster(self, intervals=getattr(self, "intervals", INTERVALS))
         self.entries = keys(agents)
         writeClientKeys(self.cluster.masterHome.clientKeys, self.entries)
         # The master's snapshot holds the client.keys every worker gets.
@@ -370,11 +370,11 @@ class AgentInfoTests(AgentSyncTestsMixin, SynchronousTestCase):
             def __getattr__(self, name):
                 return getattr(self.database, name)
 
-            def applyAgentInfo(self, nodeName, rows):
+            def applyAgentInfo(self, nodeName, rows, ownership=None):
                 calls.append(rows)
                 if len(calls) == 2:
                     return fail(RuntimeError("disk full"))
-                return self.database.applyAgentInfo(nodeName, rows)
+                return self.database.applyAgentInfo(nodeName, rows, ownership=ownership)
 
         self.cluster.master.agentStore.store = FailingOnce(self.masterDb)
         self.advance(10)

@@ -76,7 +76,7 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertIn("    hello_timeout:", text)
         for item in items.fileset.items:
             self.assertIn(f"  {item.path}", text)
-        self.assertIn("0o640  files: client.keys  (top directory only)", text)
+        self.assertIn("0o640  files: client.keys, cluster.crl  (top directory only)", text)
         self.assertIn("excluded extensions: ~, .tmp, .lock, .swp", text)
 
     def test_formatNoWarnings(self):

@@ -779,7 +779,7 @@ class ShippedItemsTests(SynchronousTestCase):
             FileItem(
                 path="etc/",
                 permissions=0o640,
-                files=("client.keys",),
+                files=("client.keys", "cluster.crl"),
                 recursive=False,
                 remove_subdirs_if_empty=False,
                 extra_valid=False,

@@ -117,7 +117,7 @@ class StandbyClusterTests(TestCase):
         A file written on the active master reaches the standby; a file the
         standby has and the active master has not is removed.
         """
-        home = self.cluster.makeHome("m2", hosts=("m2.example",))
+        home = self.cluster.makeHome("m2", hosts=("m2.example",), role="master")
         extra = home.root.child("etc").child("rules").child("old.xml")
         extra.setContent(b"stale")
         m1, m2 = self.startBoth()

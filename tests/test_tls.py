@@ -132,7 +132,7 @@ class NodeCertificateTests(SynchronousTestCase):
         self.caDir = makeAuthority(FilePath(self.mktemp()))
         self.sslDir = FilePath(self.mktemp())
         issueNodeCertificate(
-            self.caDir, self.sslDir, "master", ["10.0.0.5", "master.example"]
+            self.caDir, self.sslDir, "master", ["10.0.0.5", "master.example"], "master"
         )
         self.cert = _loadCert(self.sslDir.child("node.pem"))
 
@@ -165,7 +165,8 @@ class NodeCertificateTests(SynchronousTestCase):
 
     def test_leafExtensions(self):
         """
-        The node certificate is not a CA and may serve as client and server.
+        The node certificate is not a CA; a master's may serve as client
+        and server.
         """
         bc = self.cert.extensions.get_extension_for_class(x509.BasicConstraints)
         self.assertFalse(bc.value.ca)
@@ -196,19 +197,18 @@ class NodeCertificateTests(SynchronousTestCase):
     def test_matches(self):
         """
         L{nodeCertificateMatches} accepts the certificate just issued, and
-        refuses it for another node name, a host it does not name, or
-        another CA.
+        refuses it for another node name, a host it does not name, another
+        role or another CA.
         """
         hosts = ["10.0.0.5", "master.example"]
         matches = nodeCertificateMatches
-        self.assertTrue(matches(self.caDir, self.sslDir, "master", hosts))
-        self.assertTrue(nodeCertificateMatches(self.caDir, self.sslDir, "master", []))
-        self.assertFalse(nodeCertificateMatches(self.caDir, self.sslDir, "node02", []))
-        self.assertFalse(
-            nodeCertificateMatches(self.caDir, self.sslDir, "master", ["10.0.0.6"])
-        )
+        self.assertTrue(matches(self.caDir, self.sslDir, "master", hosts, "master"))
+        self.assertTrue(matches(self.caDir, self.sslDir, "master", [], "master"))
+        self.assertFalse(matches(self.caDir, self.sslDir, "master", [], "worker"))
+        self.assertFalse(matches(self.caDir, self.sslDir, "node02", [], "master"))
+        self.assertFalse(matches(self.caDir, self.sslDir, "master", ["10.0.0.6"], "master"))
         otherCa = makeAuthority(FilePath(self.mktemp()))
-        self.assertFalse(nodeCertificateMatches(otherCa, self.sslDir, "master", []))
+        self.assertFalse(matches(otherCa, self.sslDir, "master", [], "master"))
 
     def test_loadIdentity(self):
         """
@@ -236,7 +236,7 @@ class NodeCertificateTests(SynchronousTestCase):
         A node key that does not belong to the node certificate is refused.
         """
         other = FilePath(self.mktemp())
-        issueNodeCertificate(self.caDir, other, "node02", [])
+        issueNodeCertificate(self.caDir, other, "node02", [], "worker")
         self.sslDir.child("node.key").setContent(
             other.child("node.key").getContent()
         )

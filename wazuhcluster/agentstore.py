@@ -119,16 +119,20 @@ class IAgentStore(Interface):
 
     # -- master side -------------------------------------------------------------
 
-    def applyAgentInfo(nodeName, rows):
+    def applyAgentInfo(nodeName, rows, ownership=None):
         """
         Store agent-info rows received from worker C{nodeName} in one
         transaction, for the agents this node knows (others are counted and
-        ignored).  An agent seen active that never had a group gets
-        C{default}.
+        ignored); a column a row does not carry keeps its stored value.  An
+        agent seen active that never had a group gets C{default}.
 
         @param rows: agent-info rows, or already validated
             L{wazuhcluster.agentdb.AgentInfo} tuples.
-        @return: a Deferred firing with C{(updated, unknown)}.
+        @param ownership: an L{wazuhcluster.agentdb.ownership.OwnershipRule}:
+            store only the rows of agents C{nodeName} may report.
+        @return: a Deferred firing with C{(updated, unknown)}, or with an
+            L{wazuhcluster.agentdb.ownership.ApplyOutcome} when
+            C{ownership} is given.
         """
 
     def groupSnapshot(version=None):

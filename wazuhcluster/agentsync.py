@@ -13,7 +13,7 @@ Agent info (worker -> master, L{wazuhcluster.commands.SendAgentInfo}):
     L{wazuhcluster.agentdb.AGENT_INFO_FIELDS} (text, or an integer for
     C{last_keepalive}, C{disconnection_time}, C{status_code}; C{null}
     allowed) and C{labels} (an object of text values). No other key is
-    accepted. A round is any number of chunks sent one after the other, the
+    accepted; a column a row does not carry keeps the master's value. A round is any number of chunks sent one after the other, the
     last with C{final} set (possibly empty); each chunk is answered
     once it is stored, with how many rows were stored and how many named an
     agent the master does not know.
@@ -35,6 +35,7 @@ with a depth bound.
 """
 
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, CONNECTION_STATUSES, AgentInfo
+from wazuhcluster.agentdb.values import carriedFields
 from wazuhcluster.chunks import (
     MAX_CHUNK,
     RecordError,
@@ -194,7 +195,7 @@ def _checkedAgentInfo(row):
         )
     ):
         raise MalformedChunk(f"agent {number:03d}: invalid labels")
-    return AgentInfo(number, values, labels)
+    return AgentInfo(number, values, labels, carriedFields(row))
 
 
 # ---------------------------------------------------------------------------

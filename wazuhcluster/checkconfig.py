@@ -18,6 +18,7 @@ from wazuhcluster.errors import ClusterError, ConfigError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import logFormats
 from wazuhcluster.ossecconf import parseOssecConf, readClusterConfig
+from wazuhcluster.revocation import CRL_PATH
 from wazuhcluster.tlscheck import tlsProblems
 
 KEY_VISIBLE_CHARS = 2
@@ -302,7 +303,8 @@ def nodeProblems(home):
     formats, formatProblems = _logFormatCheck(home)
     problems += formatProblems
     if config is None or not config.disabled:
-        problems += tlsProblems(home.sslDir, config)
+        problems += tlsProblems(home.sslDir, config,
+                                crl=home.root.preauthChild(CRL_PATH))
         problems += agentStoreProblems(home, config, items)
         problems += writableProblems(home)
         problems += socketProblems(home)

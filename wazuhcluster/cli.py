@@ -254,6 +254,16 @@ def _addAgent(commands):
     _addHome(listing)
     listing.add_argument("--json", action="store_true", help='print {"agents": [...]}')
 
+    accept = _subparser(actions, "accept-keys",
+                        "let the master announce a client.keys that lost many agents",
+                        "The master does not announce a client.keys that is empty, gone, or\n"
+                        "lost more than intervals.master.max_client_keys_loss of the agents\n"
+                        "of the last one it announced (the workers keep theirs, and the\n"
+                        "master logs an ERROR each round). Accept the current file as it is:\n"
+                        "the master announces it at its next integrity round.",
+                        "  wazuh-cluster agent accept-keys --home /var/ossec")
+    _addHome(accept)
+
     report = _subparser(actions, "report", "record that an agent reports to this node",
                         "Record what wazuh-remoted records when an agent reports to this\n"
                         "node, and ask the daemon to send it to the master now.",
@@ -270,6 +280,27 @@ def _addAgent(commands):
                         help="the agent's version, e.g. 'Wazuh v4.14.7'")
     report.add_argument("--label", action="append", default=None, metavar="KEY=VALUE",
                         help="a label of the agent (repeatable)")
+
+
+def _addRevoke(commands):
+    revoke = _subparser(
+        commands, "revoke", "revoke a node's certificates (run on the master's home)",
+        "Add every certificate the CA issued to NODE (or the certificate file\n"
+        "--cert names) to the cluster's revocation list, signed with the CA key:\n"
+        "CADIR/crl.pem, installed as the master's etc/cluster.crl. The running\n"
+        "master reloads it, disconnects the revoked node and syncs the list to\n"
+        "every worker; a revoked node is refused in the TLS handshake.",
+        "  wazuh-cluster revoke --home /var/ossec --ca /root/wazuh-ca --name worker07\n"
+        "  wazuh-cluster revoke --home /var/ossec --ca /root/wazuh-ca \\\n"
+        "      --cert /tmp/worker07-node.pem")
+    _addHome(revoke, help="the master's node home (default: $WAZUH_HOME, else /var/ossec)")
+    revoke.add_argument("--ca", required=True, metavar="CADIR",
+                        help="the cluster CA directory (its key signs the list)")
+    revoke.add_argument("--name", metavar="NODE", default=None,
+                        help="the node whose certificates to revoke")
+    revoke.add_argument("--cert", metavar="PATH", default=None,
+                        help="a certificate file to revoke (e.g. a node's "
+                             "etc/sslcluster/node.pem)")
 
 
 def _addDemo(commands):
@@ -319,6 +350,7 @@ def buildParser():
     _addSwitchover(commands)
     _addAgent(commands)
     _addMigrateAgents(commands)
+    _addRevoke(commands)
     _addDemo(commands)
     parser.controlParser = control
     return parser
@@ -406,6 +438,10 @@ def runAgent(args, out, err):
 
     home = _home(args).root.path
     action = args.agent_command
+    if action == "accept-keys":
+        from wazuhcluster.master.clientkeys_guard import runAcceptKeys
+
+        return runAcceptKeys(_home(args), out)
     if action == "add":
         return agentcli.agentAdd(home, args.name, ip=args.ip, group=args.group,
                                  out=out, err=err)
@@ -435,6 +471,12 @@ def runMigrateAgents(args, out, err):
                          replace=args.replace, out=out, err=err)
 
 
+def runRevoke(args, out, err):
+    from wazuhcluster.revokecmd import runRevoke as revoke
+
+    return revoke(_home(args), args.ca, args.name, args.cert, out)
+
+
 def runDemo(args, out, err):
     from wazuhcluster.demo import runDemo as demo
 
@@ -448,6 +490,7 @@ _RUNNERS = {
     "switchover": runSwitchover,
     "agent": runAgent,
     "migrate-agents": runMigrateAgents,
+    "revoke": runRevoke,
     "demo": runDemo,
 }
 

@@ -52,8 +52,10 @@ class WorkerIntervals:
 @frozen
 class MasterIntervals:
     """
-    C{intervals.master} (WAZUH.md section 2.2, plus C{hello_timeout} and
-    C{max_connections_per_address}).
+    C{intervals.master} (WAZUH.md section 2.2, plus C{hello_timeout},
+    C{max_connections_per_address} and C{max_client_keys_loss}: the largest
+    share of its agents a client.keys may lose and still be announced,
+    L{wazuhcluster.master.clientkeys_guard}).
     """
 
     process_pool_size: int = _kind(COUNT)
@@ -67,6 +69,7 @@ class MasterIntervals:
     max_locked_integrity_time: float = _kind(TIMEOUT)
     hello_timeout: float = _kind(LIMIT)
     max_connections_per_address: int = _kind(COUNT)
+    max_client_keys_loss: float = _kind(RATIO)
 
 
 @frozen

@@ -240,15 +240,16 @@ def _certificateHosts(home, config, masterHost):
 
 def _issueCertificate(home, caDir, config, masterHost=None):
     """
-    Issue this node's certificate unless C{etc/sslcluster} already holds a
-    matching one from this CA.
+    Issue this node's certificate, of the role of its type, unless
+    C{etc/sslcluster} already holds a matching one from this CA.
 
     @return: whether a certificate was issued.
     """
     hosts = _certificateHosts(home, config, masterHost)
-    if nodeCertificateMatches(caDir, home.sslDir, config.node_name, hosts):
+    role = config.node_type
+    if nodeCertificateMatches(caDir, home.sslDir, config.node_name, hosts, role):
         return False
-    issueNodeCertificate(caDir, home.sslDir, config.node_name, hosts)
+    issueNodeCertificate(caDir, home.sslDir, config.node_name, hosts, role)
     return True
 
 

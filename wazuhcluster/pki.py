@@ -8,7 +8,20 @@ proof) is L{wazuhcluster.tls}.
 Files::
 
     CADIR/ca.pem  CADIR/ca.key (0600)  CADIR/cluster.key (0600)
+    CADIR/issued/<serial>.pem   every certificate issued (what revoke finds)
+    CADIR/crl.pem               the revocation list (L{wazuhcluster.revocation})
     etc/sslcluster/ca.pem  node.pem  node.key (0600)
+
+Every node certificate carries its role (L{wazuhcluster.certroles.ROLE_UNITS}), in
+two ways checked independently:
+
+  - its subject's organizational unit, C{wazuhcluster master} or
+    C{wazuhcluster worker}: the marker both sides read (a standard
+    attribute any tool shows, no private OID needed);
+  - its extended key usage: a master's certificate is for TLS servers and
+    clients (a standby master dials the active one as a worker does), a
+    worker's for TLS clients only, so OpenSSL itself refuses a worker's
+    certificate presented by a server, before any of our code runs.
 """
 
 import datetime
@@ -21,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wazuhcluster.fsutil import atomicWrite
+from wazuhcluster.certroles import ROLE_UNITS, ROLES, certificateRole
 from wazuhcluster.tls import TLSSetupError, loadNodeIdentity
 
 CA_VALIDITY = datetime.timedelta(days=3650)
@@ -48,8 +62,19 @@ def _certPEM(cert):
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _name(commonName):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
+def _name(commonName, role=None):
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, commonName)]
+    if role is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                              ROLE_UNITS[role]))
+    return x509.Name(attributes)
+
+
+#: The extended key usages of each role's certificate.
+ROLE_USAGES = {
+    "master": (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+    "worker": (ExtendedKeyUsageOID.CLIENT_AUTH,),
+}
 
 
 def _builder(subject, issuer, publicKey, validity):
@@ -114,9 +139,14 @@ def _makeAuthority(clusterName):
     return cert, key
 
 
-def _makeNodeCertificate(caCert, caKey, nodeName, hosts):
+def _checkRole(role):
+    if role not in ROLES:
+        raise TLSSetupError(f"Invalid certificate role {role!r}: expected master or worker")
+
+
+def _makeNodeCertificate(caCert, caKey, nodeName, hosts, role):
     """
-    Create a node certificate signed by the CA.
+    Create a node certificate of C{role} signed by the CA.
 
     @return: C{(certificate, key)}
     """
@@ -127,15 +157,10 @@ def _makeNodeCertificate(caCert, caKey, nodeName, hosts):
         if entry not in sans:
             sans.append(entry)
     cert = (
-        _builder(_name(nodeName), caCert.subject, key.public_key(), NODE_VALIDITY)
+        _builder(_name(nodeName, role), caCert.subject, key.public_key(), NODE_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(list(ROLE_USAGES[role])), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(caKey.public_key()),
             critical=False,
@@ -188,7 +213,7 @@ def readClusterKey(caDir):
         raise TLSSetupError(f"Cannot read the cluster key in {caDir.path}: {e}")
 
 
-def _loadAuthority(caDir):
+def loadAuthority(caDir):
     """
     Load the CA certificate and key from C{caDir}.
 
@@ -206,11 +231,12 @@ def _loadAuthority(caDir):
     return cert, key
 
 
-def issueNodeCertificate(caDir, sslDir, nodeName, hosts):
+def issueNodeCertificate(caDir, sslDir, nodeName, hosts, role):
     """
-    Issue a certificate for C{nodeName} signed by the CA in C{caDir}, and
-    write C{sslDir/ca.pem} (the CA certificate only, never its key),
-    C{sslDir/node.pem} and C{sslDir/node.key} (0600).
+    Issue a certificate of C{role} for C{nodeName} signed by the CA in
+    C{caDir}, record it in C{caDir/issued/}, and write C{sslDir/ca.pem}
+    (the CA certificate only, never its key), C{sslDir/node.pem} and
+    C{sslDir/node.key} (0600).
 
     @type caDir: L{FilePath}
     @type sslDir: L{FilePath}
@@ -218,22 +244,62 @@ def issueNodeCertificate(caDir, sslDir, nodeName, hosts):
     @param hosts: more subject alternative names: IP addresses become
         C{IPAddress} entries, anything else C{DNSName}.
     @type hosts: L{list} of L{str}
+    @param role: C{"master"} or C{"worker"}.
     """
-    caCert, caKey = _loadAuthority(caDir)
-    cert, key = _makeNodeCertificate(caCert, caKey, nodeName, list(hosts))
+    _checkRole(role)
+    caCert, caKey = loadAuthority(caDir)
+    cert, key = _makeNodeCertificate(caCert, caKey, nodeName, list(hosts), role)
+    recordIssued(caDir, cert)
     _ensureDirectory(sslDir)
     atomicWrite(sslDir.child("node.key"), _keyPEM(key), 0o600)
     atomicWrite(sslDir.child("node.pem"), _certPEM(cert), 0o644)
     atomicWrite(sslDir.child("ca.pem"), _certPEM(caCert), 0o644)
 
 
-def nodeCertificateMatches(caDir, sslDir, nodeName, hosts):
+#: Where the CA directory keeps a copy of every certificate it issued.
+ISSUED_DIRECTORY = "issued"
+
+
+def recordIssued(caDir, cert):
     """
-    Whether C{sslDir} already holds a usable certificate for C{nodeName}
-    issued by the CA in C{caDir}: same CA certificate, node certificate
-    signed by it with common name C{nodeName} and every name of C{hosts}
-    among its SANs, and the matching key.  Lets C{init} be re-run without
-    reissuing certificates.
+    Keep a copy of C{cert} in C{caDir/issued/<serial>.pem}, so that
+    C{wazuh-cluster revoke --name} can find every certificate issued to a
+    node.
+    """
+    issued = caDir.child(ISSUED_DIRECTORY)
+    _ensureDirectory(issued)
+    atomicWrite(issued.child(f"{cert.serial_number:x}.pem"), _certPEM(cert), 0o644)
+
+
+def issuedCertificates(caDir):
+    """
+    The certificates the CA in C{caDir} recorded issuing (unreadable
+    entries skipped).
+
+    @rtype: L{list} of C{cryptography} certificates
+    """
+    issued = caDir.child(ISSUED_DIRECTORY)
+    if not issued.isdir():
+        return []
+    found = []
+    for child in sorted(issued.children(), key=lambda c: c.basename()):
+        if not child.basename().endswith(".pem"):
+            continue
+        try:
+            found.append(x509.load_pem_x509_certificate(child.getContent()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def nodeCertificateMatches(caDir, sslDir, nodeName, hosts, role):
+    """
+    Whether C{sslDir} already holds a usable certificate of C{role} for
+    C{nodeName} issued by the CA in C{caDir}: same CA certificate, node
+    certificate signed by it with common name C{nodeName}, the role, every
+    name of C{hosts} among its SANs, and the matching key.  Lets C{init} be
+    re-run without reissuing certificates (and makes it reissue one made
+    before roles).
 
     @rtype: L{bool}
     """
@@ -256,6 +322,7 @@ def nodeCertificateMatches(caDir, sslDir, nodeName, hosts):
     now = datetime.datetime.now(datetime.timezone.utc)
     return (
         cn == [nodeName]
+        and certificateRole(cert) == role
         and all(w in sans.value for w in wanted)
         and cert.not_valid_after_utc - now > datetime.timedelta(days=30)
     )

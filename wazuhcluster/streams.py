@@ -100,13 +100,16 @@ class FileReader:
     Blocking: every method runs in the session's thread, one at a time.
     """
 
-    def __init__(self, root, relpaths, prefetch=True):
+    def __init__(self, root, relpaths, prefetch=True, substitutes=None):
         """
         @param root: the home's path (L{str}).
         @param relpaths: the files to send, in order.
+        @param substitutes: relpath to another path below C{root} to read
+            for it (the master serves a held-back client.keys from its copy).
         """
         self.root = root
         self.relpaths = list(relpaths)
+        self.substitutes = dict(substitutes or {})
         self.prefetch = prefetch
         self.sent = 0
         self.gone = {}
@@ -151,7 +154,7 @@ class FileReader:
         relpath = self.relpaths[self._index]
         self._index += 1
         try:
-            self._fd = openBeneath(self.root, relpath)
+            self._fd = openBeneath(self.root, self.substitutes.get(relpath, relpath))
         except OSError as e:
             self._skip(out, relpath, e.strerror or str(e), begun=False)
             return

@@ -5,28 +5,65 @@ from C{etc/sslcluster/}, the TLS options of master and worker, the names in
 a peer's certificate, and the hello proof.
 
 One cluster certificate authority (CA) signs every node certificate (made
-by L{wazuhcluster.pki}). The master requires a client certificate signed by
-that CA; a worker verifies the master's certificate against the CA and the
-master host it dials (service_identity). On top of the TLS channel, the
-hello proves knowledge of the cluster key with an HMAC over TLS exporter
-keying material, so a proof cannot be replayed on another connection.
+by L{wazuhcluster.pki}), and each certificate names its node's role
+(L{ROLE_UNITS}). The master requires a client certificate signed by that
+CA, carrying a role and not revoked; a worker verifies the master's
+certificate against the CA, the master host it dials (service_identity),
+the master role and the revocation list. These checks run in the
+handshake's verify callback, so a refused peer never gets a TLS channel,
+and a refusal says why in words (L{PeerCertificateRefused}). On top of the
+TLS channel, the hello proves knowledge of the cluster key with an HMAC
+over TLS exporter keying material, so a proof cannot be replayed on
+another connection; the master also checks there that the role of the
+certificate is the node type the hello claims.
 """
 
 import hashlib
 import hmac
+import ipaddress
 
 from attrs import frozen
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
+from service_identity.exceptions import VerificationError
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
     PrivateCertificate,
     TLSVersion,
-    optionsForClientTLS,
 )
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from wazuhcluster.certroles import (
+    ROLE_UNITS,
+    ROLES,
+    PeerCertificateRefused,
+    certificateRole,
+    clientRoleProblem,
+    masterRoleProblem,
+    purposeProblem,
+)
 from wazuhcluster.errors import ClusterError
+
+__all__ = ["ROLES", "ROLE_UNITS", "PeerCertificateRefused", "certificateRole"]
+
+#: OpenSSL's C{X509_V_ERR_INVALID_PURPOSE}: the certificate's extended key
+#: usage does not allow this side of TLS (a worker's certificate presented
+#: by a server).
+X509_V_ERR_INVALID_PURPOSE = 26
+
+_log = Logger()
 
 EXPORTER_LABEL = b"EXPORTER-wazuhcluster-hello"
 BINDING_LENGTH = 32
@@ -83,14 +120,66 @@ def loadNodeIdentity(sslDir):
 # --- TLS options ------------------------------------------------------------
 
 
-def masterContextFactory(identity):
+def _verifyCallback(tlsProtocol, checks, side, masterHost=None):
     """
-    Server TLS options for the master: TLS 1.2+, the node certificate, and
-    a mandatory client certificate signed by the cluster CA.
+    The verify callback of one connection: OpenSSL's verdict on the chain,
+    then each of C{checks} (callables raising L{PeerCertificateRefused} or
+    C{VerificationError}) on the leaf certificate.  A refusal aborts the
+    connection with its reason (C{failVerification}), which the
+    application protocol's C{connectionLost} receives.
+    """
+    pending = [tlsProtocol]
 
-    @type identity: L{NodeIdentity}
-    @rtype: L{CertificateOptions}
+    def verify(connection, peer, error, depth, ok):
+        if depth != 0:
+            return ok
+        protocol = pending.pop() if pending else None
+        try:
+            cert = peer.to_cryptography()
+            if not ok:
+                if error != X509_V_ERR_INVALID_PURPOSE:
+                    return False
+                raise PeerCertificateRefused(purposeProblem(cert, side, masterHost))
+            for check in checks:
+                check(cert)
+            return True
+        except (PeerCertificateRefused, VerificationError):
+            if protocol is not None:
+                protocol.failVerification(Failure())
+            return False
+        except BaseException:
+            _log.failure("Error while verifying a peer certificate")
+            return False
+
+    return verify
+
+
+def _hostnameCheck(masterHost):
     """
+    The check that a certificate names C{masterHost} (service_identity).
+    """
+    try:
+        ipaddress.ip_address(masterHost)
+    except ValueError:
+        return lambda cert: verify_certificate_hostname(cert, masterHost)
+    return lambda cert: verify_certificate_ip_address(cert, masterHost)
+
+
+def _raising(problemOf):
+    """
+    A check raising L{PeerCertificateRefused} with what C{problemOf(cert)}
+    says is wrong.
+    """
+
+    def check(cert):
+        problem = problemOf(cert)
+        if problem is not None:
+            raise PeerCertificateRefused(problem)
+
+    return check
+
+
+def _options(identity):
     return CertificateOptions(
         privateKey=identity.certificate.privateKey.original,
         certificate=identity.certificate.original,
@@ -99,22 +188,90 @@ def masterContextFactory(identity):
     )
 
 
-def workerConnectionCreator(identity, masterHost):
+_VERIFY = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class MasterTLS:
     """
-    Client TLS options for a worker: TLS 1.2+, present the node certificate,
-    and verify the master's certificate against the cluster CA and
-    C{masterHost} (a DNS name or an IP address matched as an IP SAN).
+    The master's TLS: TLS 1.2+, the node certificate, and a mandatory
+    client certificate signed by the cluster CA, carrying a role, and not
+    revoked.
+    """
+
+    def __init__(self, options, checks):
+        self._options = options
+        self._checks = checks
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        connection = self._options.serverConnectionForTLS(tlsProtocol)
+        connection.set_verify(_VERIFY, _verifyCallback(tlsProtocol, self._checks, "master"))
+        return connection
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class WorkerTLS:
+    """
+    A worker's TLS: TLS 1.2+, the node certificate as client certificate,
+    and a server certificate signed by the cluster CA, naming the master
+    host (service_identity), of the master role, and not revoked.
+
+    (Twisted's C{optionsForClientTLS} checks the host name in its own
+    verify callback and has no place for more checks; this does what it
+    does, the server name sent for a DNS host and service_identity's
+    verification, with ours after it.)
+    """
+
+    def __init__(self, options, masterHost, checks):
+        self._options = options
+        self._masterHost = masterHost
+        self._checks = (_hostnameCheck(masterHost),) + tuple(checks)
+        try:
+            ipaddress.ip_address(masterHost)
+            self._serverName = None
+        except ValueError:
+            self._serverName = masterHost.encode("idna")
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        if self._serverName is not None:
+            connection.set_tlsext_host_name(self._serverName)
+        connection.set_verify(_VERIFY, _verifyCallback(
+            tlsProtocol, self._checks, "worker", self._masterHost))
+        return connection
+
+
+def masterContextFactory(identity, revocations=None):
+    """
+    Server TLS options for the master (L{MasterTLS}).
+
+    @type identity: L{NodeIdentity}
+    @param revocations: what says whether a certificate is revoked (a
+        L{wazuhcluster.revocation.Revocations}), or L{None} for none.
+    @rtype: L{MasterTLS}
+    """
+    checks = [_raising(clientRoleProblem)]
+    if revocations is not None:
+        checks.append(revocations.check)
+    return MasterTLS(_options(identity), tuple(checks))
+
+
+def workerConnectionCreator(identity, masterHost, revocations=None):
+    """
+    Client TLS options for a worker (L{WorkerTLS}): verify the master's
+    certificate against the cluster CA, C{masterHost} (a DNS name or an IP
+    address matched as an IP SAN), the master role and C{revocations}.
 
     @type identity: L{NodeIdentity}
     @type masterHost: L{str}
+    @param revocations: a L{wazuhcluster.revocation.Revocations}, or
+        L{None}.
     @return: an C{IOpenSSLClientConnectionCreator}.
     """
-    return optionsForClientTLS(
-        masterHost,
-        trustRoot=identity.authority,
-        clientCertificate=identity.certificate,
-        extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
-    )
+    checks = [_raising(lambda cert: masterRoleProblem(cert, masterHost))]
+    if revocations is not None:
+        checks.append(revocations.check)
+    return WorkerTLS(_options(identity), masterHost, tuple(checks))
 
 
 # --- identifying the peer and binding the hello to the connection ----------
@@ -138,6 +295,16 @@ def certificateNames(cert):
     return frozenset(names)
 
 
+def peerCertificate(transport):
+    """
+    The C{cryptography} certificate the peer presented on C{transport}, or
+    L{None}.
+    """
+    getPeerCertificate = getattr(transport, "getPeerCertificate", None)
+    peer = getPeerCertificate() if getPeerCertificate is not None else None
+    return None if peer is None else peer.to_cryptography()
+
+
 def peerCertificateNames(transport):
     """
     The names (common name and DNS SANs) in the certificate the peer
@@ -146,11 +313,8 @@ def peerCertificateNames(transport):
 
     @rtype: L{frozenset} of L{str}
     """
-    getPeerCertificate = getattr(transport, "getPeerCertificate", None)
-    peer = getPeerCertificate() if getPeerCertificate is not None else None
-    if peer is None:
-        return frozenset()
-    return certificateNames(peer.to_cryptography())
+    cert = peerCertificate(transport)
+    return frozenset() if cert is None else certificateNames(cert)
 
 
 def channelBinding(transport):

@@ -8,7 +8,8 @@ The runtime loads the identity with L{wazuhcluster.tls.loadNodeIdentity};
 on top of what that load refuses (missing files, garbage, a key that does
 not match the certificate), a node also needs its certificate signed by the
 cluster CA, valid now, naming the node (the master checks the name a worker
-claims against it), and, on a master, naming the host workers dial.
+claims against it), of the role of the node's type (L{wazuhcluster.certroles}:
+peers refuse any other), and, on a master, naming the host workers dial.
 """
 
 import datetime
@@ -16,8 +17,11 @@ import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from wazuhcluster.certroles import certificateRole
 from wazuhcluster.errors import ClusterError
+from wazuhcluster.revocation import revocationProblems
 from wazuhcluster.tls import certificateNames, loadNodeIdentity
 
 _FIX = "re-run 'wazuh-cluster init' for this node with the cluster's --ca"
@@ -96,16 +100,58 @@ def _names(cert, config):
     return problems
 
 
-def tlsProblems(sslDir, config=None, now=None):
+#: What each role's certificate must be usable for.
+_ROLE_USAGES = {
+    "master": ((ExtendedKeyUsageOID.SERVER_AUTH, "TLS servers"),
+               (ExtendedKeyUsageOID.CLIENT_AUTH, "TLS clients")),
+    "worker": ((ExtendedKeyUsageOID.CLIENT_AUTH, "TLS clients"),),
+}
+
+
+def _usages(cert):
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _role(cert, config):
+    """
+    The certificate must carry the role of the node's type, and the key
+    usages of that role.
+    """
+    if config is None or config.node_type not in _ROLE_USAGES:
+        return []
+    nodeType = config.node_type
+    role = certificateRole(cert)
+    if role is None:
+        return [f"node.pem carries no cluster role (it was issued before roles were "
+                f"checked, and peers refuse it): {_FIX}"]
+    if role != nodeType:
+        return [f"node.pem is a {role}'s certificate but this node is a {nodeType} "
+                f"(peers would refuse it): {_FIX}"]
+    usages = _usages(cert)
+    if usages is None:
+        return []
+    return [f"node.pem is not for {what} (its extended key usage), as a {nodeType}'s "
+            f"certificate must be: {_FIX}"
+            for usage, what in _ROLE_USAGES[nodeType] if usage not in usages]
+
+
+def tlsProblems(sslDir, config=None, now=None, crl=None):
     """
     What is wrong with the TLS identity in C{sslDir}, one line each,
-    prefixed with C{Cannot load TLS certificates from DIR:}.
+    prefixed with C{Cannot load TLS certificates from DIR:}, and with the
+    revocation list C{crl} (it does not verify against the CA, or it
+    revokes this node's certificate).
 
     @param config: the node's L{ClusterConfig}, to check the names its
         certificate must carry; L{None} skips those checks. A disabled
         cluster is not checked.
     @param now: the time to check validity against (an aware
         L{datetime.datetime}; now by default).
+    @param crl: the node's C{etc/cluster.crl} (L{FilePath}), or L{None}
+        not to check it.
     @rtype: L{list} of L{str}
     """
     if config is not None and config.disabled:
@@ -133,9 +179,13 @@ def tlsProblems(sslDir, config=None, now=None):
     if cert is not None:
         problems += _validity(cert, "node.pem", now)
         problems += _names(cert, config)
+        problems += _role(cert, config)
     if not problems:
         try:
             loadNodeIdentity(sslDir)
         except ClusterError as e:
             return [str(e.message)]
-    return [prefix + problem for problem in problems]
+    revoked = []
+    if crl is not None and ca is not None:
+        revoked = revocationProblems(crl, ca, cert)
+    return [prefix + problem for problem in problems] + revoked

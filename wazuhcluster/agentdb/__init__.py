@@ -22,8 +22,9 @@ every line of SQL.
 The package, by concern: L{values} (constants, IDs, groups, L{AgentInfo}),
 L{dialect} (where the engines differ), L{connection} and L{postgres}
 (pools, errors, SQLite's file), L{schema} (tables, migrations),
-L{agentinfo}, L{groups}, L{management} (the interactions), L{stores}
-(which store a node opens, from C{agent_store} in cluster.json).
+L{agentinfo}, L{groups}, L{management} (the interactions), L{ownership}
+(which worker may report an agent), L{stores} (which store a node opens,
+from C{agent_store} in cluster.json).
 """
 
 import socket
@@ -428,23 +429,27 @@ class AgentDatabase:
 
     # Master side: agent info and groups
 
-    def applyAgentInfo(self, nodeName, rows):
+    def applyAgentInfo(self, nodeName, rows, ownership=None):
         """
         Store agent-info rows received from worker C{nodeName}, in one
-        transaction: the L{AGENT_INFO_FIELDS} columns (a L{None} integer
-        keeps the stored value), C{node_name}, and the labels (replaced
-        when the row has a C{labels} key). Rows of agents this node does not
-        know are counted and ignored. An agent seen C{active} that never
-        had a group assignment gets L{DEFAULT_GROUP}, with a new group
-        version.
+        transaction: the L{AGENT_INFO_FIELDS} columns the row carries (a
+        column it does not carry, and a L{None} integer, keep the stored
+        value), C{node_name}, and the labels (replaced when the row has a
+        C{labels} key). Rows of agents this node does not know are counted
+        and ignored. An agent seen C{active} that never had a group
+        assignment gets L{DEFAULT_GROUP}, with a new group version.
 
         @param rows: dicts as made by L{agentInfoToSync} (C{sync_version}
             is ignored), or L{AgentInfo} rows (already validated).
-        @return: a L{Deferred} firing with C{(updated, unknown)}.
+        @param ownership: an L{wazuhcluster.agentdb.ownership.OwnershipRule}:
+            only the rows of agents C{nodeName} may report are stored.
+        @return: a L{Deferred} firing with C{(updated, unknown)}, or with an
+            L{wazuhcluster.agentdb.ownership.ApplyOutcome} when
+            C{ownership} is given.
         @raise ValueError: (in the L{Deferred}) a row is malformed; nothing
             is stored.
         """
-        return self._run(agentinfo.txnApplyAgentInfo, nodeName, list(rows))
+        return self._run(agentinfo.txnApplyAgentInfo, nodeName, list(rows), ownership)
 
     def groupChangesSince(self, version):
         """

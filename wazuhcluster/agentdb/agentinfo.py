@@ -9,11 +9,17 @@ Agent info (worker to master, WAZUH.md section 4.5).
     so a row reported again during a sync stays marked.
   - On the master, L{txnApplyAgentInfo} stores the rows of the agents it
     knows, counts the others, and gives the default group to an agent seen
-    active that never had a group assignment.
+    active that never had a group assignment.  A column a row does not
+    carry keeps its stored value (a text column is cleared only by an
+    explicit null, an integer one never).  Given an
+    L{wazuhcluster.agentdb.ownership.OwnershipRule}, it stores only the
+    rows of agents the reporting worker may report, in the same
+    transaction that reads their owners.
 """
 
 from wazuhcluster.agentdb.groups import assignGroups, batches
 from wazuhcluster.agentdb.management import requireAgent
+from wazuhcluster.agentdb.ownership import MOVE, REFUSE, ApplyOutcome
 from wazuhcluster.agentdb.transactions import reads, writes
 from wazuhcluster.agentdb.values import (
     AGENT_INFO_FIELDS,
@@ -164,47 +170,79 @@ _INT_POSITIONS = tuple(
 def _merged(parsed):
     """
     The rows of one batch, one per agent (of the agents that are not the
-    manager), by number: an agent's later row wins, but a L{None} integer in
-    it keeps the earlier row's value, as storing them one after the other
-    would; its labels are those of its last row that has labels.
+    manager), by number: an agent's later row wins for the columns it
+    carries, but a L{None} integer in it keeps the earlier row's value, as
+    storing them one after the other would; its labels are those of its
+    last row that has labels.
 
-    @return: C{{number: (number, values, labels)}}.
+    @return: C{{number: AgentInfo}}.
     """
-    rows = {row[0]: row for row in parsed}
+    rows = {row.number: row for row in parsed}
     if len(rows) == len(parsed) and 0 not in rows:
         return rows
     rows = {}
-    for number, values, labels in parsed:
-        if number <= 0:
+    for row in parsed:
+        if row.number <= 0:
             continue
-        earlier = rows.get(number)
+        earlier = rows.get(row.number)
         if earlier is not None:
-            values = list(values)
-            for index in _INT_POSITIONS:
-                if values[index] is None:
-                    values[index] = earlier[1][index]
-            values = tuple(values)
-            if labels is None:
-                labels = earlier[2]
-        rows[number] = (number, values, labels)
+            values = list(row.values)
+            for index, name in enumerate(AGENT_INFO_FIELDS):
+                absent = row.carried is not None and name not in row.carried
+                if absent or (index in _INT_POSITIONS and values[index] is None):
+                    values[index] = earlier.values[index]
+            carried = (None if row.carried is None or earlier.carried is None
+                       else row.carried | earlier.carried)
+            labels = earlier.labels if row.labels is None else row.labels
+            row = AgentInfo(row.number, tuple(values), labels, carried)
+        rows[row.number] = row
     return rows
+
+
+def _filledIn(txn, rows):
+    """
+    C{rows} with every column they do not carry taken from the stored row
+    (one query per batch of the partial ones; rows of honest workers carry
+    every column and cost nothing).
+
+    @param rows: L{AgentInfo}s of known agents.
+    @return: the values of each row, in order.
+    """
+    partial = [row.number for row in rows if row.carried is not None]
+    stored = {}
+    for batch in batches(partial):
+        condition, params = txn.dialect.matching("id", batch)
+        txn.execute(f"SELECT id, {', '.join(AGENT_INFO_FIELDS)} FROM agent WHERE {condition}",
+                    params)
+        stored.update((found[0], found[1:]) for found in txn.fetchall())
+    filled = []
+    for row in rows:
+        if row.carried is None:
+            filled.append(row.values)
+        else:
+            old = stored[row.number]
+            filled.append(tuple(value if name in row.carried else old[index]
+                                for index, (name, value)
+                                in enumerate(zip(AGENT_INFO_FIELDS, row.values))))
+    return filled
 
 
 def _knownAgents(txn, numbers):
     """
-    Which agents of a batch this node knows, and whether each has never had
-    a group assignment.
+    Which agents of a batch this node knows, whether each has never had a
+    group assignment, its node and its status.
 
-    @return: C{{number: newcomer}}.
+    @return: C{{number: (newcomer, node_name, connection_status)}}.
     """
     known = {}
     for batch in batches(numbers):
         condition, params = txn.dialect.matching("id", batch)
         txn.execute(
-            f'SELECT id, group_version = 0 AND "group" IS NULL FROM agent WHERE {condition}',
+            f'SELECT id, group_version = 0 AND "group" IS NULL, node_name, '
+            f"connection_status FROM agent WHERE {condition}",
             params,
         )
-        known.update(txn.fetchall())
+        known.update((row[0], tuple(row[1:])) for row in txn.fetchall())
     return known
 
 
@@ -221,34 +259,64 @@ def _storedLabels(txn, numbers):
     return labels
 
 
+def _owned(known, merged, ownership):
+    """
+    Apply C{ownership} to the known agents of a batch.
+
+    @return: C{(allowed, refused, moved)}: the numbers whose rows are
+        stored, C{(number, owner)} refused, C{(number, previous)} moved.
+    """
+    if ownership is None:
+        return sorted(known), (), ()
+    allowed, refused, moved = [], [], []
+    for number in sorted(known):
+        _, node, status = known[number]
+        verdict = ownership.decide(number, node, status,
+                                   merged[number].values[STATUS_INDEX])
+        if verdict == REFUSE:
+            refused.append((number, node))
+            continue
+        if verdict == MOVE:
+            moved.append((number, node))
+        allowed.append(number)
+    return allowed, tuple(refused), tuple(moved)
+
+
 @writes
-def txnApplyAgentInfo(txn, nodeName, rows):
+def txnApplyAgentInfo(txn, nodeName, rows, ownership=None):
     parsed = [
         row if isinstance(row, AgentInfo) else agentInfoParams(row) for row in rows
     ]
     merged = _merged(parsed)
     known = _knownAgents(txn, sorted(merged))
-    stored = [merged[n] for n in sorted(known)]
+    allowed, refused, moved = _owned(known, merged, ownership)
+    stored = [merged[n] for n in allowed]
     txn.dialect.updateMany(
         txn,
         "agent",
         _APPLY_COLUMNS,
-        [(*values, nodeName, n) for n, values, _ in stored],
+        [(*values, nodeName, row.number)
+         for row, values in zip(stored, _filledIn(txn, stored))],
         keep=INT_FIELDS,
     )
     # Labels are replaced only where given and changed: most reports repeat
     # them.
-    given = [(n, labels) for n, _, labels in stored if labels is not None]
+    given = [(row.number, row.labels) for row in stored if row.labels is not None]
     storedLabels = _storedLabels(txn, [n for n, _ in given])
     replaceLabels(txn, [(n, labels) for n, labels in given if labels != storedLabels[n]])
-    newcomers = [n for n, isNew in known.items() if isNew]
+    allowedSet = set(allowed)
+    newcomers = [n for n in allowed if known[n][0]]
     if newcomers:
-        seenActive = {p[0] for p in parsed if p[1][STATUS_INDEX] == "active"}
+        seenActive = {p.number for p in parsed
+                      if p.values[STATUS_INDEX] == "active" and p.number in allowedSet}
         newcomers = sorted(n for n in newcomers if n in seenActive)
         if newcomers:
             assignGroups(txn, [(n, (DEFAULT_GROUP,)) for n in newcomers])
-    if len(merged) == len(parsed):
+    if len(merged) == len(parsed) and not refused:
         updated = len(stored)
     else:
-        updated = sum(1 for p in parsed if p[0] in known)
-    return updated, len(parsed) - updated
+        updated = sum(1 for p in parsed if p.number in allowedSet)
+    unknown = sum(1 for p in parsed if p.number not in known)
+    if ownership is None:
+        return updated, len(parsed) - updated
+    return ApplyOutcome(updated, unknown, tuple(allowed), refused, moved)

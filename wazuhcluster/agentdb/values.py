@@ -65,13 +65,28 @@ class AgentInfo(NamedTuple):
     without checking it again.
 
     @ivar number: the agent number.
-    @ivar values: the values of L{AGENT_INFO_FIELDS}, in order.
+    @ivar values: the values of L{AGENT_INFO_FIELDS}, in order (L{None}
+        for a column the row does not carry).
     @ivar labels: the labels, L{None} when the row has none.
+    @ivar carried: the names of the columns the row carries, or L{None}
+        when it carries them all (what every worker sends): a column it
+        does not carry keeps its stored value.
     """
 
     number: int
     values: tuple
     labels: Optional[dict]
+    carried: Optional[frozenset] = None
+
+
+def carriedFields(row):
+    """
+    The L{AgentInfo.carried} of a received row (a dict): L{None} when it
+    has every column of L{AGENT_INFO_FIELDS}.
+    """
+    if len(row) >= len(AGENT_INFO_FIELDS) and all(name in row for name in AGENT_INFO_FIELDS):
+        return None
+    return frozenset(name for name in AGENT_INFO_FIELDS if name in row)
 
 
 def groupHash(groups):
@@ -183,4 +198,4 @@ def agentInfoParams(row):
         and all(type(k) is str and type(v) is str for k, v in labels.items())
     ):
         raise ValueError(f"agent {number}: invalid labels")
-    return AgentInfo(number, values, labels)
+    return AgentInfo(number, values, labels, carriedFields(row))

@@ -15,6 +15,17 @@ rows synced only for what is on the master.  A malformed chunk or a storage
 error is answered with the declared L{SyncAborted} (the connection stays);
 the round stays open until its final chunk.  Stopping the session waits for
 the chunk being stored.
+
+A worker stores only the agents it may report
+(L{wazuhcluster.agentdb.ownership}, where the rule is explained): a report
+of an agent another connected worker holds (it reported it within three
+keep-alive periods, or connected less than that long ago) is refused unless
+it says the agent is active where its owner last said it was not; an agent
+whose owner is gone or silent moves to the reporter.  Refused rows are
+answered as ignored (the worker does not send them again until they change)
+and logged once per round as a WARNING; every move is a WARNING naming the
+agent and both workers.  The master remembers who reported which agent and
+when (L{AgentOwnership}) since it started.
 """
 
 from twisted.application.service import Service
@@ -23,7 +34,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wazuhcluster.agentdb.ownership import AgentOwnership
 from wazuhcluster.agentsync import MalformedChunk, decodeAgentInfo
+from wazuhcluster.clientkeys import formatAgentId
 from wazuhcluster.commands import SendAgentInfo, SyncAborted
 from wazuhcluster.health import TaskTimes
 from wazuhcluster.session import IFeature, IFeatureSession
@@ -33,6 +46,9 @@ MAX_QUEUED_CHUNKS = 8
 
 #: Chunk sizes (bytes) above which decoding runs in a thread.
 THREAD_DECODE_BYTES = 8192
+
+#: Agents named one by one in a line about refused or moved agents.
+NAMED_AGENTS = 10
 
 
 class _Round:
@@ -47,6 +63,8 @@ class _Round:
         self.unknown = 0
         self.failed = 0
         self.bytes = 0
+        self.refused = 0
+        self.refusedNamed = []
 
 
 @implementer(IFeatureSession)
@@ -69,9 +87,10 @@ class AgentInfoReceiveSession(amp.CommandLocator):
         self._stopped = False
 
     def start(self):
-        pass
+        self.feature.ownership.connected(self.peer.name, self)
 
     def stop(self):
+        self.feature.ownership.disconnected(self.peer.name, self)
         self._stopped = True
         self.round = None
         follower = Deferred()
@@ -135,20 +154,41 @@ class AgentInfoReceiveSession(amp.CommandLocator):
         return d
 
     def _store(self, rows):
+        ownership = self.feature.ownership
+        rule = ownership.rule(self.peer.name, {row.number for row in rows})
         d = self.feature.store.get()
-        d.addCallback(lambda store: store.applyAgentInfo(self.peer.name, rows))
-        d.addCallback(lambda counts: (counts, bool(rows)))
+        d.addCallback(lambda store: store.applyAgentInfo(self.peer.name, rows,
+                                                         ownership=rule))
+        d.addCallback(lambda outcome: (outcome, bool(rows)))
         return d
 
     def _stored(self, result, current, final):
-        (updated, unknown), nonEmpty = result
-        current.updated += updated
-        current.unknown += unknown
+        outcome, nonEmpty = result
+        self.feature.ownership.reported(self.peer.name, outcome.stored)
+        self._logMoves(outcome.moved)
+        ignored = outcome.unknown + len(outcome.refused)
+        current.updated += outcome.updated
+        current.unknown += outcome.unknown
+        current.refused += len(outcome.refused)
+        room = NAMED_AGENTS - len(current.refusedNamed)
+        current.refusedNamed.extend(outcome.refused[:max(room, 0)])
         if nonEmpty:
             current.chunks += 1
         if final:
             self._finish(current)
-        return {"updated": updated, "unknown": unknown}
+        return {"updated": outcome.updated, "unknown": ignored}
+
+    def _logMoves(self, moved):
+        """
+        One WARNING per agent that changed node (the first few of a chunk;
+        a summary line for the rest).
+        """
+        for number, previous in moved[:NAMED_AGENTS]:
+            self.log.warn("Agent {agent} moved from {previous} to {node}.",
+                          agent=formatAgentId(number), previous=previous, node=self.peer.name)
+        if len(moved) > NAMED_AGENTS:
+            self.log.warn("{count} more agents moved to {node}.",
+                          count=len(moved) - NAMED_AGENTS, node=self.peer.name)
 
     def _finish(self, current):
         if self.round is current:
@@ -166,6 +206,13 @@ class AgentInfoReceiveSession(amp.CommandLocator):
         if current.unknown:
             self.log.info("Ignored information of {unknown} agents unknown to the master.",
                           unknown=current.unknown)
+        if current.refused:
+            named = ", ".join(f"{formatAgentId(n)} ({owner})"
+                              for n, owner in current.refusedNamed)
+            more = current.refused - len(current.refusedNamed)
+            self.log.warn("Refused the information of {count} agents that other connected "
+                          "workers serve: {agents}{more}.", count=current.refused,
+                          agents=named, more=f" and {more} more" if more > 0 else "")
 
     def _storeFailed(self, failure, current, final):
         if failure.check(MalformedChunk):
@@ -193,6 +240,8 @@ class MasterAgentInfo(Service):
         """
         self.master = master
         self.store = store
+        self.ownership = AgentOwnership(master.clock, master.config.node_name,
+                                        master.items.worker.keep_alive)
 
     def sessionFor(self, peer):
         return AgentInfoReceiveSession(self, peer)

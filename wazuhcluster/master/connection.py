@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from zope.interface import implementer
 
 from wazuhcluster import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, __version__, tls
+from wazuhcluster.certroles import helloRoleProblem
 from wazuhcluster.commands import (
     ControlFailed,
     ControlRequest,
@@ -226,6 +227,10 @@ class MasterConnection(ClusterConnection):
             problem = standbyCertificateProblem(self.transport, config.nodes)
             if problem is not None:
                 raise _rejection(3063, problem)
+        cert = tls.peerCertificate(self.transport)
+        problem = helloRoleProblem(cert, nodeType) or self.master.revocations.problem(cert)
+        if problem is not None:
+            raise _rejection(3063, problem)
 
     # -- forwarded control requests ------------------------------------------------
 

@@ -9,6 +9,9 @@ files it lacks.
 
 The master serves only files of the snapshot a round was opened on, and
 always wins: whatever the worker has, it ends up with the master's files.
+What it announces passes through the client.keys guard
+(L{wazuhcluster.master.clientkeys_guard}): a client.keys that lost too many
+agents is held back, and the last one announced is served instead.
 """
 
 import uuid
@@ -35,6 +38,7 @@ from wazuhcluster.commands import (
 from wazuhcluster.health import TaskTimes
 from wazuhcluster.integrity_history import Answer, IntegrityHistory
 from wazuhcluster.local_integrity import LocalIntegrity
+from wazuhcluster.master.clientkeys_guard import ClientKeysGuard
 from wazuhcluster.manifest import encodeManifest
 from wazuhcluster.pathrules import MAX_PATH_BYTES
 from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
@@ -96,7 +100,7 @@ class MasterIntegritySession(amp.CommandLocator):
         return self.queue.idle()
 
     def health(self):
-        snapshot = self.feature.local.snapshot
+        snapshot = self.feature.published.snapshot
         return {
             "sync_integrity_free": self.free,
             "last_check_integrity": self.checkTimes.masterDates(),
@@ -216,7 +220,8 @@ class MasterIntegritySession(amp.CommandLocator):
             "Files to create in worker: {missing} | Files to update in worker: {shared} | "
             "Files to delete in worker: {extra}", missing=missing, shared=shared, extra=extra)
         files = current.snapshot.files
-        reader = FileReader(self.feature.master.home.root.path, sorted(current.requested))
+        reader = FileReader(self.feature.master.home.root.path, sorted(current.requested),
+                            substitutes=self.feature.published.substitutes(current.snapshot))
         current.sender = StreamSender(
             reader,
             lambda chunk: self.peer.callRemote(FileData, session=current.id,
@@ -287,7 +292,8 @@ class MasterIntegrity(MultiService):
     The master's integrity feature.
 
     @ivar local: the L{LocalIntegrity} of the master's files.
-    @ivar history: the L{IntegrityHistory} of its changes.
+    @ivar published: the L{ClientKeysGuard}: what is announced of them.
+    @ivar history: the L{IntegrityHistory} of what is announced.
     @ivar sessions: the running sessions by worker name.
     """
 
@@ -308,7 +314,12 @@ class MasterIntegrity(MultiService):
             reactor=master.reactor,
         )
         self.local.setServiceParent(self)
-        self.local.subscribe(self._changed)
+        self.published = ClientKeysGuard(
+            self.local, master.home.root, master.items.master.max_client_keys_loss,
+            master.items.master.recalculate_integrity,
+            master.log.withSubtag("Integrity sync"), master.clock, master.runInThread)
+        self.published.setServiceParent(self)
+        self.published.subscribe(self._changed)
         self.history = IntegrityHistory()
         self.sessions = {}
         self._manifest = None
@@ -321,7 +332,7 @@ class MasterIntegrity(MultiService):
         @return: a Deferred of the current snapshot, once there is one (a
             worker asking before the master's first scan waits for it).
         """
-        return self.local.whenReady().addCallback(lambda _: self.local.snapshot)
+        return self.published.whenReady().addCallback(lambda _: self.published.snapshot)
 
     def _changed(self, snapshot, changes):
         self.history.record(snapshot, changes)

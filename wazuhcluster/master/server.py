@@ -33,6 +33,7 @@ from wazuhcluster.metrics import SyncObservers
 from wazuhcluster.node import NodeService
 from wazuhcluster.standby.peers import standbySessions
 from wazuhcluster.standby.service import standbyFor
+from wazuhcluster.revokedpeers import masterRevocations, watchLocalIntegrity
 from wazuhcluster.storeslot import AgentStoreService
 
 
@@ -126,6 +127,7 @@ class MasterService(NodeService):
         self.standby = None
         self.registry = WorkerRegistry(self)
         self.refusals = RefusalLog(self.log.withTag("Worker"), self.clock)
+        self.revocations = masterRevocations(self)
         opener = openStore or openLocalStore
         self.agentStore = AgentStoreService(lambda: opener(self), self.log, injected=store)
         self.agentStore.setServiceParent(self)
@@ -136,6 +138,7 @@ class MasterService(NodeService):
         self.syncEvents = SyncObservers(self.log)
         self.addFeature(MasterKeepAlive(self))
         self.integrity = self.addFeature(MasterIntegrity(self, watch=watchFiles))
+        watchLocalIntegrity(self.revocations, self.integrity.local)
         self.addFeature(MasterAgentInfo(self, self.agentStore))
         self.groups = self.addFeature(MasterAgentGroups(self, self.agentStore))
         self.control = MasterControlHandler(self, self.agents, self.groups)
@@ -176,7 +179,8 @@ class MasterService(NodeService):
         The listening factory: per-address limit, then TLS, then AMP.
         """
         tlsFactory = TLSMemoryBIOFactory(
-            tls.masterContextFactory(self.identity), False, MasterFactory(self))
+            tls.masterContextFactory(self.identity, self.revocations), False,
+            MasterFactory(self))
         tlsFactory.noisy = False
         return ConnectionLimiter(tlsFactory, self.items.master.max_connections_per_address,
                                  self.refusals)

@@ -129,14 +129,20 @@ class CandidateConnectionCreator:
     certificate must name that candidate's address.
     """
 
-    def __init__(self, identity, candidates):
+    def __init__(self, identity, candidates, revocations=None):
+        """
+        @param revocations: the L{wazuhcluster.revocation.Revocations} a
+            master's certificate is checked against, or L{None}.
+        """
         self._identity = identity
         self._candidates = candidates
+        self._revocations = revocations
         self._creators = {}
 
     def clientConnectionForTLS(self, tlsProtocol):
         host = self._candidates.current
         creator = self._creators.get(host)
         if creator is None:
-            creator = self._creators[host] = tls.workerConnectionCreator(self._identity, host)
+            creator = self._creators[host] = tls.workerConnectionCreator(
+                self._identity, host, self._revocations)
         return creator.clientConnectionForTLS(tlsProtocol)

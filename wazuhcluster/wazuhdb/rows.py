@@ -114,17 +114,21 @@ def checkedInfo(row):
     Validate one agent-info row given to the store (a dict, or an
     L{AgentInfo} already validated).
 
-    @return: C{(number, fields, labels)}, C{fields} a dict of
-        L{AGENT_INFO_FIELDS}.
+    @return: C{(number, fields, labels)}, C{fields} a dict of the
+        L{AGENT_INFO_FIELDS} the row carries.
     @raise ValueError: the row is malformed.
     """
     if isinstance(row, AgentInfo):
-        return row.number, dict(zip(AGENT_INFO_FIELDS, row.values, strict=True)), row.labels
+        fields = dict(zip(AGENT_INFO_FIELDS, row.values, strict=True))
+        if row.carried is not None:
+            fields = {name: value for name, value in fields.items() if name in row.carried}
+        return row.number, fields, row.labels
     if not isinstance(row, dict):
         raise BadRow("a row is not an object")
     number = agentNumber(row.get("id"))
-    fields = {name: _checkedValue(name, row.get(name)) for name in AGENT_INFO_FIELDS}
-    if fields["connection_status"] not in CONNECTION_STATUSES:
+    fields = {name: _checkedValue(name, row.get(name)) for name in AGENT_INFO_FIELDS
+              if name in row}
+    if row.get("connection_status") not in CONNECTION_STATUSES:
         raise BadRow(f"agent {number}: invalid connection_status")
     labels = row.get("labels")
     if labels is not None:
@@ -135,7 +139,8 @@ def checkedInfo(row):
 def fullRow(current, number, fields, labels, nodeName):
     """
     The full row C{global sync-agent-info-set} needs: the stored row
-    C{current} (from C{get-agent-info}) with the received columns over it.
+    C{current} (from C{get-agent-info}) with the received columns over it
+    (a column not received keeps its value).
     A received text of L{None} clears the column, a received integer of
     L{None} keeps the stored one (as the SQLite store does), C{node_name}
     is the worker's, labels are replaced only when received.

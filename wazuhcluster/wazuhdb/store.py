@@ -48,6 +48,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
+from wazuhcluster.agentdb.ownership import MOVE, REFUSE, ApplyOutcome
 from wazuhcluster.agentstore import IAgentStore
 from wazuhcluster.clientkeys import formatAgentId, parseAgentId
 from wazuhcluster.errors import ClusterError
@@ -326,14 +327,28 @@ class WazuhDBAgentStore:
     # -- master side -------------------------------------------------------------
 
     @inlineCallbacks
-    def applyAgentInfo(self, nodeName, rows):
+    def applyAgentInfo(self, nodeName, rows, ownership=None):
         parsed = [checkedInfo(row) for row in rows]
         current = yield self._wdb.agentRows(sorted({n for n, _, _ in parsed if n > 0}))
-        stored = [(n, f, lab) for n, f, lab in parsed if current.get(n) is not None]
+        known = [(n, f, lab) for n, f, lab in parsed if current.get(n) is not None]
+        stored, refused, moved = known, [], []
+        if ownership is not None:
+            stored, verdicts = [], {}
+            for n, f, lab in known:
+                if n not in verdicts:
+                    verdicts[n] = ownership.decide(n, current[n].get("node_name"),
+                                                   current[n].get("connection_status"),
+                                                   f.get("connection_status"))
+                    if verdicts[n] == REFUSE:
+                        refused.append((n, current[n].get("node_name")))
+                    elif verdicts[n] == MOVE:
+                        moved.append((n, current[n].get("node_name")))
+                if verdicts[n] != REFUSE:
+                    stored.append((n, f, lab))
         yield self._wdb.setAgentInfo(
             [fullRow(current[n], n, f, lab, nodeName) for n, f, lab in stored])
         newcomers = sorted({n for n, f, _ in stored
-                            if f["connection_status"] == "active" and not current[n].get("group")})
+                            if f.get("connection_status") == "active" and not current[n].get("group")})
         if newcomers:
             try:
                 yield self._wdb.ensureGroups([DEFAULT_GROUP])
@@ -341,7 +356,11 @@ class WazuhDBAgentStore:
             except WazuhDBError as e:
                 self.log.error("Could not assign the group {group} to {count} agents: {error}",
                                group=DEFAULT_GROUP, count=len(newcomers), error=str(e))
-        return len(stored), len(parsed) - len(stored)
+        if ownership is None:
+            return len(stored), len(parsed) - len(stored)
+        return ApplyOutcome(len(stored), len(parsed) - len(known),
+                            tuple(sorted({n for n, _, _ in stored})), tuple(refused),
+                            tuple(moved))
 
     @inlineCallbacks
     def groupSnapshot(self, version=None):

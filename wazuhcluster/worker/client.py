@@ -35,6 +35,7 @@ from wazuhcluster.standby.candidates import (
     MasterCandidates,
 )
 from wazuhcluster.standby.role import activeHostIn
+from wazuhcluster.revokedpeers import workerRevocations
 from wazuhcluster.storeslot import AgentStoreService
 from wazuhcluster.worker.agent_groups_recv import WorkerAgentGroups
 from wazuhcluster.worker.agent_info import WorkerAgentInfo
@@ -145,6 +146,7 @@ class WorkerService(NodeService):
         retry = items.worker.connection_retry
         self._policy = backoffPolicy(initialDelay=min(1.0, retry), maxDelay=retry,
                                      jitter=lambda: self.jitter() * min(1.0, retry / 10))
+        self.revocations = workerRevocations(self)
         if endpoint is None:
             endpoint = CandidateEndpoint(self.reactor, self.candidates, config.port)
         self.clientService = ClientService(
@@ -170,7 +172,8 @@ class WorkerService(NodeService):
         self.lag.setServiceParent(self)
         self.addFeature(WorkerKeepAlive(self, lag=self.lag))
         self.integrity = self.addFeature(WorkerIntegrity(
-            self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable))
+            self, clientKeysChanged=self.agents.clientKeysChanged, durable=durable,
+            revocationListChanged=self.revocations.reload))
         self.agentInfo = self.addFeature(WorkerAgentInfo(self, self.agentStore))
         self.addFeature(WorkerAgentGroups(self, self.agentStore))
 
@@ -186,7 +189,7 @@ class WorkerService(NodeService):
         factory = Factory.forProtocol(lambda: WorkerConnection(self))
         factory.noisy = False
         tlsFactory = TLSMemoryBIOFactory(
-            CandidateConnectionCreator(self.identity, self.candidates),
+            CandidateConnectionCreator(self.identity, self.candidates, self.revocations),
             True, factory, clock=self.clock)
         tlsFactory.noisy = False
         return tlsFactory
@@ -294,10 +297,8 @@ class WorkerService(NodeService):
     def _refused(self, failure, connection):
         if failure.check(TimeoutError):
             problem = "Error 3020 - Timeout sending request: hello"
-        elif not connection.handshake.called or connection.transport is None:
-            problem = describeConnectFailure(failure, self.candidates.current)
         else:
-            problem = failure.getErrorMessage()
+            problem = describeConnectFailure(failure, self.candidates.current)
         self.log.error("Could not connect to master: {problem}.", problem=problem)
         self._lastProblem = "closed"
         self.candidates.failed(activeHostIn(problem))

@@ -34,7 +34,7 @@ from twisted.logger import LogLevel
 from twisted.protocols import amp
 from zope.interface import implementer
 
-from wazuhcluster.chunks import packRecords
+from wazuhcluster.chunks import MAX_CHUNK, packRecords
 from wazuhcluster.commands import (
     FILE_DATA_VALUES,
     FileData,
@@ -49,6 +49,7 @@ from wazuhcluster.commands import (
 )
 from wazuhcluster.integrity import scanFiles
 from wazuhcluster.local_integrity import ScanReporter
+from wazuhcluster.revocation import CRL_PATH as REVOCATION_LIST
 from wazuhcluster.session import IFeature, IFeatureSession, ThreadQueue
 from wazuhcluster.staging import StagedSync
 from wazuhcluster.streams import StreamReceiver
@@ -62,6 +63,9 @@ MIN_ROUND_INTERVAL = 0.5
 
 #: The most files a manifest from the master may hold.
 MAX_MANIFEST_ENTRIES = 2_000_000
+
+#: Files too large to sync named one by one in a round's log.
+TOO_LARGE_NAMED = 10
 
 
 class _Transfer:
@@ -212,9 +216,12 @@ class WorkerIntegritySession(amp.CommandLocator):
 
     def _fetchChunks(self, answer):
         count, entries = answer["chunks"], answer["entries"]
-        if not 0 < count <= max(entries, 1) or entries > MAX_MANIFEST_ENTRIES:
+        maxChunks = self.feature.worker.items.communication.max_zip_size // MAX_CHUNK + 1
+        if (not 0 < count <= max(entries, 1) or entries > MAX_MANIFEST_ENTRIES
+                or count > maxChunks):
             raise SyncAborted(f"Error 3036 - The master announced {entries} entries in "
-                              f"{count} chunks")
+                              f"{count} chunks (at most {MAX_MANIFEST_ENTRIES} entries in "
+                              f"{maxChunks} chunks: communication.max_zip_size)")
         results = [answer["data"]] + [None] * (count - 1)
         indexes = iter(range(1, count))
 
@@ -242,7 +249,10 @@ class WorkerIntegritySession(amp.CommandLocator):
             "Files to create: {missing} | Files to update: {shared} | Files to delete: {extra}",
             missing=len(comparison.missing), shared=len(comparison.shared),
             extra=len(comparison.extra))
-        wanted = comparison.missing + comparison.shared
+        maxBytes = worker.items.communication.max_zip_size
+        missing, shared = (self._sizeable(paths, expected, maxBytes)
+                           for paths in (comparison.missing, comparison.shared))
+        wanted = missing + shared
         staged = StagedSync(worker.home.root, worker.home.staging(self.peer.name),
                             worker.items.fileset, durable=feature.durable,
                             maxBytes=worker.items.communication.max_zip_size)
@@ -252,8 +262,7 @@ class WorkerIntegritySession(amp.CommandLocator):
             for _, paths in packRecords(p.encode("utf-8") for p in wanted):
                 yield self.peer.callRemote(RequestFiles, session=session, paths=paths)
             yield self.peer.callRemote(StartTransfer, session=session,
-                                       missing=len(comparison.missing),
-                                       shared=len(comparison.shared),
+                                       missing=len(missing), shared=len(shared),
                                        extra=len(comparison.extra))
             result = yield transfer.done
         except BaseException:
@@ -269,6 +278,30 @@ class WorkerIntegritySession(amp.CommandLocator):
                           elapsed=self.clock.seconds() - syncStarted)
         if "etc/client.keys" in result.placed or "etc/client.keys" in result.deleted:
             yield feature.clientKeysChanged()
+        if REVOCATION_LIST in result.placed or REVOCATION_LIST in result.deleted:
+            yield feature.revocationListChanged()
+
+    def _sizeable(self, paths, expected, maxBytes):
+        """
+        C{paths} without the files the master announced larger than one
+        round may bring (C{communication.max_zip_size}): they are not asked
+        for, and said so (Wazuh's "File too large to be synced").
+        """
+        kept, tooLarge = [], []
+        for path in paths:
+            entry = expected.get(path)
+            if entry is not None and entry[1] > maxBytes:
+                tooLarge.append((path, entry[1]))
+            else:
+                kept.append(path)
+        for path, size in tooLarge[:TOO_LARGE_NAMED]:
+            self.syncLog.warn("File too large to be synced: {path} ({size} bytes, more than "
+                              "communication.max_zip_size {limit}).", path=path, size=size,
+                              limit=maxBytes)
+        if len(tooLarge) > TOO_LARGE_NAMED:
+            self.syncLog.warn("{count} more files too large to be synced.",
+                              count=len(tooLarge) - TOO_LARGE_NAMED)
+        return kept
 
     # -- receiving -----------------------------------------------------------------
 
@@ -369,16 +402,20 @@ class WorkerIntegrity(Service):
 
     name = "integrity"
 
-    def __init__(self, worker, clientKeysChanged=None, durable=True):
+    def __init__(self, worker, clientKeysChanged=None, durable=True,
+                 revocationListChanged=None):
         """
         @param clientKeysChanged: called without arguments after a round
             changed C{etc/client.keys} (the agents feature reconciles its
             database); may return a Deferred.
+        @param revocationListChanged: called the same way after a round
+            changed C{etc/cluster.crl} (the node reloads it).
         """
         self.worker = worker
         self.queue = ThreadQueue(worker.runInThread)
         self.durable = durable
         self._clientKeysChanged = clientKeysChanged
+        self._revocationListChanged = revocationListChanged
         self._reporter = ScanReporter(worker.log.withSubtag("Local integrity"))
         self.snapshot = None
         self.base = None
@@ -458,3 +495,8 @@ class WorkerIntegrity(Service):
         if self._clientKeysChanged is None:
             return None
         return self._clientKeysChanged()
+
+    def revocationListChanged(self):
+        if self._revocationListChanged is None:
+            return None
+        return self._revocationListChanged()

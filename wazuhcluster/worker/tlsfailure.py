@@ -7,6 +7,9 @@ most of them).
 
 from OpenSSL import SSL
 from service_identity.exceptions import VerificationError
+from twisted.internet.error import ConnectionDone, ConnectionLost
+
+from wazuhcluster.certroles import PeerCertificateRefused
 
 
 def _sslReasons(error):
@@ -26,6 +29,8 @@ def describeTLSFailure(failure, masterHost=None, side="worker"):
     @param side: C{"worker"} or C{"master"}: whose view.
     """
     error = failure.value
+    if isinstance(error, PeerCertificateRefused):
+        return error.problem
     if isinstance(error, VerificationError):
         return (f"the master's certificate does not name {masterHost!r}, the address "
                 f"this worker dials; re-issue it with 'wazuh-cluster init --home MASTER "
@@ -54,9 +59,15 @@ def describeTLSFailure(failure, masterHost=None, side="worker"):
 
 def describeConnectFailure(failure, masterHost):
     """
-    Why a worker's connection attempt failed before the hello, in words.
+    Why a worker's connection attempt failed before the hello was answered,
+    in words (a refused hello says why itself).
     """
     described = describeTLSFailure(failure, masterHost, side="worker")
     if described is not None:
         return described
+    if failure.check(ConnectionLost, ConnectionDone):
+        return ("the master closed the connection before answering the hello (it "
+                "refused this node's certificate, revoked or issued before roles, or too "
+                "many connections came from this address: the master's cluster.log says "
+                "which)")
     return failure.getErrorMessage()
