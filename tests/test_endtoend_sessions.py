@@ -79,7 +79,7 @@ class SessionsEndToEndTests(TestCase):
             self.cluster.start(name)
         yield self.cluster.waitFor(
             lambda: "[Integrity sync] Files to create" in self.cluster.log("worker1"),
-            timeout=180, step=0.05)
+            timeout=120, step=0.05)
         started = time.monotonic()
         ends = []
         for name in ("master", "worker1", "worker2"):
