@@ -540,6 +540,31 @@ class AgentGroupsTests(AgentSyncTestsMixin, SynchronousTestCase):
         self.assertEqual(self.groupsOn(self.workerDb("worker1"), "5999"),
                          ["default", f"g{5999 % 7}"])
 
+    def test_fullTablePackedOnce(self):
+        """
+        Two workers that need the whole table get it from one packing: the
+        master packs a cache's table once, not per worker.
+        """
+        self.startCluster(agents=3000, workers=(), groups={"001": ["g1"], "002": ["g2"]})
+        self.result(self.cluster.master.groups.refresh())
+        feature = self.cluster.master.groups
+        packs = []
+        real = feature._pack
+
+        def pack(cache, since):
+            packs.append(since)
+            return real(cache, since)
+
+        self.patch(feature, "_pack", pack)
+        for name in ("worker1", "worker2"):
+            self.addWorker(name)
+        self.advance(1)
+        self.assertEqual(packs.count(None), 1)
+        for name in ("worker1", "worker2"):
+            self.assertGreaterEqual(self.session(name, "agent-groups").fullTimes.chunks, 1)
+            self.assertEqual(self.result(self.workerDb(name).globalGroupHash()),
+                             self.cluster.master.groups.cache.hash)
+
     def test_mismatchLeadsToFullSync(self):
         """
         A worker whose assignments drifted reports a hash mismatch after

@@ -197,10 +197,16 @@ def _assignmentRows(txn, where, params=()):
         "ORDER BY id",
         params,
     )
-    return [
-        (formatAgentId(n), splitGroups(groups), version)
-        for n, groups, version in txn.fetchall()
-    ]
+    # Rows of the same groups share one list (100 000 agents hold a few
+    # hundred distinct ones): read, never changed, by every caller.
+    shared = {}
+    rows = []
+    for n, groups, version in txn.fetchall():
+        listed = shared.get(groups)
+        if listed is None:
+            listed = shared[groups] = splitGroups(groups)
+        rows.append((formatAgentId(n), listed, version))
+    return rows
 
 
 def _changesSince(txn, version):

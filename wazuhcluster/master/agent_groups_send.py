@@ -22,6 +22,7 @@ in a thread, from a cache that never changes once made.
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.agentsync import packChunks
@@ -153,10 +154,7 @@ class AgentGroupsSendSession(amp.CommandLocator):
         log.info("Starting.")
         timeout = master.items.worker.timeout_agent_groups
         try:
-            if len(cache) >= THREAD_THRESHOLD:
-                chunks = yield master.runInThread(_batch, cache, since)
-            else:
-                chunks = _batch(cache, since)
+            chunks = yield self.feature.batch(cache, since)
             for index, data in enumerate(chunks):
                 if self._stopped:
                     return False
@@ -208,6 +206,9 @@ class MasterAgentGroups(MultiService):
         self.local = LocalAgentGroups(master, store, self._refreshed)
         self.local.setServiceParent(self)
         self.sessions = {}
+        self._full = (None, None)
+        self._packing = None
+        self._waiters = []
 
     @property
     def cache(self):
@@ -224,6 +225,47 @@ class MasterAgentGroups(MultiService):
         @return: a Deferred firing (never failing) once refreshed.
         """
         return self.local.refresh()
+
+    def batch(self, cache, since):
+        """
+        The chunks of a batch from C{cache}: every assignment (C{since}
+        L{None}) or those newer than C{since}; packed in a thread for a big
+        cache.  The whole table of a cache is packed once and shared by
+        every worker that needs it (50 workers connecting to a master of
+        100 000 agents hold one copy, not 50).
+
+        @return: a Deferred firing with a list of L{bytes}.
+        """
+        if since is not None:
+            return self._pack(cache, since)
+        cached, chunks = self._full
+        if cached is cache:
+            return succeed(chunks)
+        waiter = Deferred()
+        if self._packing is cache:
+            self._waiters.append(waiter)
+        else:
+            self._packing, self._waiters = cache, [waiter]
+            self._pack(cache, None).addBoth(self._packed, cache)
+        return waiter
+
+    def _pack(self, cache, since):
+        if len(cache) >= THREAD_THRESHOLD:
+            return self.master.runInThread(_batch, cache, since)
+        return succeed(_batch(cache, since))
+
+    def _packed(self, result, cache):
+        waiters = self._waiters
+        if self._packing is cache:
+            self._packing, self._waiters = None, []
+        if not isinstance(result, Failure):
+            self._full = (cache, result)
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+        return None
 
     def _refreshed(self):
         for name in sorted(self.sessions):

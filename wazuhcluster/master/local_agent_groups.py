@@ -33,16 +33,23 @@ class GroupCache:
     """
     Every agent-group assignment of the master with its version.
 
-    A cache is never changed once made: L{withChanges} makes a new one
-    (sharing nothing mutable), so a thread may read one while the reactor
-    thread moves on to the next.
+    A cache is never changed once made: L{withChanges} makes a new one, so
+    a thread may read one while the reactor thread moves on to the next.
+    The only thing successive caches share is an append-only table of the
+    distinct group lists with their hashes (a few hundred for 100 000
+    agents): every agent's entry points at the one tuple and hash of its
+    groups instead of holding copies.  Caches are made one at a time (one
+    refresh at a time), so the table has one writer.
 
     @ivar loaded: the cache was filled once.
     @ivar version: the group version the cache is at.
     """
 
-    def __init__(self, rows=None, order=None, globalHash=None, version=0, loaded=False):
+    def __init__(self, rows=None, order=None, globalHash=None, version=0, loaded=False,
+                 kinds=None):
         self.loaded = loaded
+        # groups tuple -> (that tuple, its group hash), shared.
+        self._kinds = kinds if kinds is not None else {}
         self.version = version
         self._hash = globalHash if globalHash is not None else GlobalHash()
         # id -> (groups, version, encoded row, group hash)
@@ -75,6 +82,7 @@ class GroupCache:
         version)}, newer than every cached one), at C{version}.  O(cached)
         to copy, O(changes) to hash.
         """
+        kinds = self._kinds
         if reset:
             table, order, running = {}, [], GlobalHash()
         else:
@@ -83,11 +91,14 @@ class GroupCache:
             running.total, running.count = self._hash.total, self._hash.count
         for agentId, groups, rowVersion in sorted(rows, key=lambda row: row[2]):
             groups = tuple(groups)
+            kind = kinds.get(groups)
+            if kind is None:
+                kind = kinds[groups] = (groups, groupHash(groups))
+            groups, hashed = kind
             number = int(agentId)
             old = table.get(agentId)
             if old is not None:
                 running.remove(number, old[3])
-            hashed = groupHash(groups)
             running.add(number, hashed)
             table[agentId] = (groups, rowVersion,
                               encodeItem(groupRow(agentId, groups, rowVersion)), hashed)
@@ -95,7 +106,7 @@ class GroupCache:
         if len(order) > 2 * len(table) + 1024:
             order = sorted((v, i) for i, (_, v, _, _) in table.items())
         return GroupCache(table, order, running, max(self.version, version) if not reset
-                          else version, loaded=True)
+                          else version, loaded=True, kinds=kinds)
 
     def withoutAgentsBesides(self, grouped):
         """
@@ -116,7 +127,8 @@ class GroupCache:
         for agentId in gone:
             running.remove(int(agentId), table.pop(agentId)[3])
         order = [entry for entry in self._order if entry[1] in table]
-        return GroupCache(table, order, running, self.version, loaded=True)
+        return GroupCache(table, order, running, self.version, loaded=True,
+                          kinds=self._kinds)
 
     def groupsOf(self, agentId):
         """
