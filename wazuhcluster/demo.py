@@ -19,6 +19,7 @@ from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.initchecks import checkDirectory
 from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.memory import limitMallocArenas
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.ossecconf import readClusterConfig
 from wazuhcluster.web.service import WebService
@@ -248,6 +249,8 @@ def runDemo(directory, workers, port, out, err, reactor=None):
         return refused.status
     if reactor is None:
         from twisted.internet import reactor
+
+        limitMallocArenas()
     service = buildDemo(homes, reactor)
     try:
         service.startService()
