@@ -202,6 +202,11 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
 
     def ampBoxReceived(self, box):
         self._boxBytes = 0
+        if amp.COMMAND not in box or amp.ANSWER in box or amp.ERROR in box:
+            # The socket asks its clients nothing: an answer (or a box that
+            # is neither) is nonsense, and AMP would raise on it.
+            self.transport.abortConnection()
+            return
         super().ampBoxReceived(box)
 
     def timeoutConnection(self):
@@ -210,7 +215,10 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
     def locateResponder(self, name):
         if name == b"StartTLS":
             return None
-        return super().locateResponder(name)
+        responder = super().locateResponder(name)
+        if responder is None:
+            return None
+        return lambda box: maybeDeferred(responder, box).addErrback(_malformedRequest)
 
     @ControlRequest.responder
     def controlRequest(self, request, arguments):
@@ -223,6 +231,20 @@ class ControlProtocol(amp.AMP, TimeoutMixin):
     @FetchResultChunk.responder
     def fetchResultChunk(self, result_id, index):
         return self.results.fetch(result_id, index)
+
+
+def _malformedRequest(failure):
+    """
+    Arguments of a local client that do not parse (a missing one, bytes
+    that are not UTF-8, an index that is not a number) get the declared
+    L{ControlFailed}, like every other failure: an undeclared error would
+    log a traceback and drop the connection.
+    """
+    if failure.check(amp.RemoteAmpError):
+        return failure
+    raise amp.RemoteAmpError(
+        ControlRequest.errors[ControlFailed],
+        f"Error 3038 - Malformed control request: {type(failure.value).__name__}")
 
 
 class ControlFactory(Factory):
