@@ -37,12 +37,14 @@ and the slope), propagation p50/p99/max per change (until the last worker
 has it) and per worker, under load and in the baseline, with the ratio;
 keep-alive problems (the master's "No keep alives" drops, the workers'
 failed keep-alives, reconnections: all must be 0); agent updates sent and
-stored; and whether every worker ended identical.
+stored; and whether every worker ended identical. The run fails (status 1) on any
+keep-alive problem, any difference left, or an RSS growth over
+C{--rss-growth} percent.
 
 Usage (from the repository root):
 python benchmarks/bench_load.py [--workers 50] [--duration 180]
 [--change-every 2] [--agents-per-worker 20] [--updates 2] [--keep-alive 5]
-[--sample-every 10] [--baseline 10] [--keep]
+[--sample-every 10] [--baseline 10] [--rss-growth 10] [--keep]
 
 (C{--worker-host ...} is the internal mode of the workers' process.)
 """
@@ -89,7 +91,9 @@ def parseArguments(argv):
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds a change may take to reach every worker")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rss-growth", type=float, default=10.0,
+                        help="percent the master's RSS may grow from the first to the last "
+                             "third of the load")
     parser.add_argument("--keep", action="store_true", help="keep the homes")
     parser.add_argument("--worker-host", nargs=6, help=argparse.SUPPRESS,
                         metavar=("BASE", "PORT", "N", "AGENTS", "UPDATES", "SECONDS"))
@@ -447,7 +451,6 @@ def logCounts(cluster, count):
 
 
 def run(options):
-    random.seed(options.seed)
     count = options.workers
     with Cluster(prefix="wzb-l-", keep=options.keep) as cluster:
         started = time.monotonic()
@@ -585,7 +588,11 @@ def run(options):
         print("End state:")
         print(f"  workers identical to the master: {count - len(trees)} of {count}; "
               f"ERROR lines: master {masterErrors}, workers {errors}; tracebacks/unhandled: {bad}")
-        ok = not (drops or failed or reconnects or trees or differ or bad)
+        growth = last / first - 1
+        flat = growth * 100 <= options.rss_growth
+        print(f"  master RSS {'flat' if flat else 'GROWING'}: {100 * growth:+.1f}% from the "
+              f"first to the last third of the load (limit {options.rss_growth:g}%)")
+        ok = flat and not (drops or failed or reconnects or trees or differ or bad)
         print("RESULT: " + ("ok" if ok else "PROBLEMS (see above)"))
         return 0 if ok else 1
 

@@ -387,8 +387,10 @@ class LogLines:
 
 
 # ---------------------------------------------------------------------------
-# the control-socket target: the one place to change when the control socket
-# speaks another protocol (wazuhcluster/localserver/)
+# the control-socket target.  controlServer is the target: retarget it when
+# the socket speaks Wazuh's local framing (wazuhcluster/localserver/); the
+# boxes (controlSequences), the hostile local peer (connectLocal) and the
+# honest client (honestControlAnswer) speak the protocol that it serves.
 
 
 def controlServer(cluster):
@@ -560,6 +562,7 @@ class FuzzTestsMixin:
             peer.close()
         self.flush()
         self.assertTrue(peer.closed)
+        self.assertNotIn("evil", self.cluster.master.workers)
         hostile = self.logs.since(mark)
         self.assertHonestServed()
         lines = [formatClusterEvent(event) for event in hostile
