@@ -555,12 +555,13 @@ def run(options):
         print("Master RSS (MB) over time:")
         for t, rss in samples:
             print(f"  {t:6.0f}s {rss / 2**20:7.1f} " + "#" * int(rss / 2**20 / 2))
-        load = [rss for t, rss in samples[1:-1]] or [samples[-1][1]]
+        loadSamples = samples[1:-1] or samples[-1:]
+        load = [rss for t, rss in loadSamples]
         third = max(1, len(load) // 3)
         first, last = statistics.median(load[:third]), statistics.median(load[-third:])
         print(f"  baseline {baselineRss / 2**20:.1f} MB; first third {first / 2**20:.1f} MB, "
               f"last third {last / 2**20:.1f} MB: {100 * (last / first - 1):+.1f}%; "
-              f"slope {slope(samples[1:]) / 2**20:+.2f} MB/min; "
+              f"slope after the first third {slope(loadSamples[third:]) / 2**20:+.2f} MB/min; "
               f"peak {max(r for _, r in samples) / 2**20:.1f} MB")
         print("Propagation of a change to every worker:")
         base = [c.latency() for c in baseline]
