@@ -169,6 +169,12 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         without reading the answers.  Answers wait for the transport, at
         most L{MAX_WAITING_ANSWERS} of them; one more is a protocol
         violation that closes that connection only.
+
+        Injected: an authenticated worker pipelines manifest-chunk
+        requests without reading one answer.
+        Checked: answers wait for the transport, at most
+        MAX_WAITING_ANSWERS of them; the next request closes that
+        connection only, logged as a protocol violation.
         """
         self.writeManifestFiles()
         honest = self.cluster.addWorker("worker1")
@@ -194,6 +200,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: a stranger sends an AMP box that never ends.  The master
         buffers at most L{PRE_HELLO_BYTES} before a hello, then closes the
         connection with a (rate-limited) line saying why.
+
+        Injected: a client with a CA-signed certificate and no hello
+        sends one AMP box that never ends.
+        Checked: the master holds at most PRE_HELLO_BYTES, then closes
+        the connection with one rate-limited line giving the reason.
         """
         stranger, link = self.stranger(Protocol())
         stranger.lost = None
@@ -213,6 +224,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         5000-digit integer, a session that is not UTF-8).  Each is answered
         with the declared (fatal) C{BAD_REQUEST} error saying why, logged in
         one line, and closes that connection.
+
+        Injected: arguments that do not parse: an index `abc`, a 5
+        000-digit integer, a session that is not UTF-8.
+        Checked: each answered with the declared BAD_REQUEST saying why,
+        one log line, that connection closed.
         """
         for session, index in ((b"s", b"abc"), (b"s", b"9" * 5000), (b"\xff\xfe", b"1")):
             evil = self.helloed(f"evil{len(self.cluster.master.workers)}")
@@ -229,6 +245,10 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: an agent-info record nested 5000 deep.  It is refused
         with the declared L{SyncAborted} before it is parsed; the connection
         stays.
+
+        Injected: an agent-info record nested 5 000 deep.
+        Checked: refused with the declared SyncAborted before it is
+        parsed; the connection stays; no RecursionError.
         """
         evil = self.helloed()
         [(_, data)] = packRecords([b"[" * 5000 + b"]" * 5000])
@@ -243,6 +263,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: before its hello, a stranger sends a command whose name
         holds a newline and a forged log line.  The refusal is one line,
         the name escaped: no line of the log starts with the forgery.
+
+        Injected: before its hello, a command name holding a newline and
+        a forged log line.
+        Checked: one refusal line with the name escaped; no line of
+        cluster.log starts with the forgery.
         """
         stranger, _ = self.stranger()
         stranger.callRemote(Forged).addErrback(lambda _: None)
@@ -258,6 +283,10 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: a worker sends the master a command of the master's
         direction (L{FileData}).  It is refused, logged and the connection
         closed.
+
+        Injected: a worker sends the master a master-to-worker command
+        (FileData).
+        Checked: refused, logged, the connection closed.
         """
         evil = self.helloed()
         call(self.cluster, evil, FileData, session="x", data=b"x")
@@ -270,6 +299,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: a second hello on an authenticated connection (to
         become another node).  It is not answered: logged, and the
         connection closed; the name it claimed is not registered.
+
+        Injected: a second hello on an authenticated connection,
+        claiming another node.
+        Checked: not answered, logged, the connection closed, the
+        claimed name not registered.
         """
         evil = self.helloed()
         proof = helloProof(KEY, channelBinding(evil.transport), "wazuh", "other")
@@ -285,6 +319,9 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         """
         The attack: AMP's own C{StartTLS}, before and after the hello.  It
         is never answered: a violation both times.
+
+        Injected: AMP's built-in StartTLS, before and after the hello.
+        Checked: never answered: a logged protocol violation both times.
         """
         stranger, _ = self.stranger()
         stranger.callRemote(RawStartTLS).addErrback(lambda _: None)
@@ -301,6 +338,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: C{StartTransfer} with counts that cannot be (C{missing}
         -5, C{shared} 2**62, C{extra} 10**8).  Each is refused with the
         declared L{SyncRefused}; nothing is sent.
+
+        Injected: StartTransfer with missing -5, shared 2**62, extra
+        10**8.
+        Checked: each refused with the declared SyncRefused; no file
+        sent; nothing reaches control -i.
         """
         self.writeManifestFiles(count=3)
         evil = self.helloed()
@@ -317,6 +359,11 @@ class MasterSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: strangers from one address break the protocol over and
         over.  Each refusal has its reason, one line a minute per address;
         the next line says how many were not logged.
+
+        Injected: strangers from one address break the protocol over and
+        over.
+        Checked: each refusal logged with its reason, at most one line a
+        minute per address, the next line counting those not logged.
         """
         for _ in range(5):
             stranger, _ = self.stranger()
@@ -351,6 +398,11 @@ class ControlSocketTests(SynchronousTestCase):
         The attack: a local client announces a message larger than any
         request may be.  The server closes that connection before buffering
         anything of it.
+
+        Injected: a local client's frame header announcing 4 GiB on the
+        control socket.
+        Checked: that connection closed at once, before anything of it
+        is buffered.
         """
         clock, protocol, transport = self.connect()
         header = HEADER.pack(1, 2 ** 32 - 1, commandField(b"get_nodes"))
@@ -362,6 +414,11 @@ class ControlSocketTests(SynchronousTestCase):
         The attack: a local client starts a message and never ends it.  The
         server drops it at the payload deadline, so nothing it sent stays
         buffered.
+
+        Injected: a local client starts a message on the control socket
+        and never ends it.
+        Checked: the connection dropped at the payload deadline: nothing
+        it sent stays buffered.
         """
         clock, protocol, transport = self.connect()
         frame = b"".join(buildFrames(1, b"get_nodes", b"x" * 60000))
@@ -414,6 +471,11 @@ class WorkerSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: the master announces a manifest of 5e7 chunks (or of a
         million chunks, more than C{communication.max_zip_size} holds).  The
         worker refuses it before allocating or asking for anything.
+
+        Injected: a hostile master announces a manifest of 5e7 chunks,
+        or a million (more than communication.max_zip_size holds).
+        Checked: the worker refuses it before allocating or asking for
+        anything.
         """
         for chunks in (50_000_000, 1_000_000):
             class Announcer(HostileMaster):
@@ -435,6 +497,11 @@ class WorkerSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: the master sends non-final agent-groups chunks without
         end.  The worker refuses the batch once it passes its bounds (rows,
         chunks), forgets it, and the connection stays.
+
+        Injected: a hostile master sends non-final agent-groups chunks
+        without end.
+        Checked: the worker refuses the batch once past its row and
+        chunk bounds, forgets it, and keeps the connection.
         """
         from wazuhcluster.worker import agent_groups_recv
 
@@ -464,6 +531,11 @@ class WorkerSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: the master announces a file of 10**15 bytes.  The worker
         does not ask for it (one WARNING, Wazuh's "File too large to be
         synced") and asks for the other files.
+
+        Injected: a hostile master announces a synced file of 10**15
+        bytes.
+        Checked: the worker does not ask for it (one WARNING "File too
+        large to be synced") and fetches the other files.
         """
         meta = {"etc/rules/huge.xml": FileMeta("0" * 32, 0.0, 10**15, "etc/rules/"),
                 "etc/rules/small.xml": FileMeta("1" * 32, 0.0, 10, "etc/rules/")}
@@ -493,6 +565,11 @@ class WorkerSideTests(AttackTestsMixin, SynchronousTestCase):
         The attack: the master answers a forwarded control request with a
         result of 10**9 chunks.  The worker refuses it with a declared error
         before fetching (or allocating) anything.
+
+        Injected: a hostile master answers a forwarded control request
+        with a result of 10**9 chunks.
+        Checked: refused with a declared error before any chunk is
+        fetched or allocated.
         """
         from wazuhcluster.commands import ControlFailed
         from wazuhcluster.control import WorkerControlHandler

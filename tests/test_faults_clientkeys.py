@@ -42,6 +42,13 @@ class EmptiedClientKeysTests(TestCase):
         The workers keep their client.keys and their agents while the
         master holds the emptied file back (an ERROR each round); after
         the operator accepts it, every worker gets the empty file.
+
+        Injected: the master's etc/client.keys emptied while the workers
+        (real twistd processes) hold agents.
+        Checked: workers keep their client.keys and agents while the
+        master holds the file back with an ERROR each round; after
+        `wazuh-cluster agent accept-keys` every worker gets the empty
+        file.
         """
         cluster = ClusterProcesses(self, intervals=INTERVALS)
         master = cluster.homes["master"]

@@ -20,6 +20,8 @@ from wazuhcluster.staging import (
     StagingError,
     TransferMismatch,
     cleanStaging,
+    cleanStagingAreas,
+    isDiskFull,
 )
 
 OLD = {
@@ -492,6 +494,17 @@ class BoundsTests(StagingTestsMixin, SynchronousTestCase):
         self.assertIn("Not enough free space", str(error))
         sync.abort()
 
+    def test_noRoomErrors(self):
+        """
+        A full disk, a reached quota and a reached file-size limit (EFBIG:
+        the file system's, or the process's RLIMIT_FSIZE) all mean there is
+        no room for the round; other errors are about one file.
+        """
+        for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            self.assertTrue(isDiskFull(OSError(code, os.strerror(code))), code)
+        for error in (OSError(errno.EACCES, "Permission denied"), ValueError("x")):
+            self.assertFalse(isDiskFull(error), error)
+
 
 class AbortTests(StagingTestsMixin, SynchronousTestCase):
     """
@@ -529,6 +542,25 @@ class AbortTests(StagingTestsMixin, SynchronousTestCase):
         self.stagingDir.child("stray").setContent(b"s")
         cleanStaging(self.stagingDir)
         self.assertEqual(self.stagingDir.listdir(), [])
+
+    def test_cleanStagingAreas(self):
+        """
+        L{cleanStagingAreas} (a node starting) empties the staging area of
+        every peer under C{queue/cluster}, parts of a sync killed midway
+        included, and leaves the control socket and other files alone.
+        """
+        queue = self.stagingDir.parent()
+        sync = self.stage({"etc/lists/x": b"x"})
+        sync.begin("etc/lists/half").write(b"half")
+        other = queue.child("master2")
+        other.makedirs()
+        other.child("stray").setContent(b"s")
+        queue.child("c-internal.sock").setContent(b"")
+        cleanStagingAreas(queue)
+        self.assertEqual(self.stagingDir.listdir(), [])
+        self.assertEqual(other.listdir(), [])
+        self.assertTrue(queue.child("c-internal.sock").exists())
+        cleanStagingAreas(self.root.child("missing"))
 
     def test_cleanStagingSymlinkRefused(self):
         """

@@ -466,6 +466,21 @@ class PairTests(SynchronousTestCase):
         self.pump.flush()
         self.assertFalse(self.server.connected)
 
+    def test_unfinishedSplitMessage(self):
+        """
+        The first frames of a split message whose next frame does not
+        start within 30 s close the connection: they are not held until
+        the peer goes idle.
+        """
+        self.connect(RecordedMaster(self.clock))
+        first = buildFrames(3, b"echo", b"z" * 400, chunk=60)[0]
+        self.server.dataReceived(first)
+        self.clock.advance(29)
+        self.assertTrue(self.server.connected)
+        self.clock.advance(1)
+        self.pump.flush()
+        self.assertFalse(self.server.connected)
+
     def test_deadlineRestartsPerFrame(self):
         """
         A long message arriving frame after frame is not cut by the

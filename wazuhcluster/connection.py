@@ -9,8 +9,9 @@ Rules (DESIGN.md, "Protocol rules"):
   - before the hello succeeded, at most L{PRE_HELLO_BYTES} bytes are read;
     after it, no single box may exceed L{MAX_BOX_BYTES};
   - a command nobody answers here (a command of the other direction, an
-    unknown one, AMP's own C{StartTLS}) is a protocol violation: one log
-    line, and this connection closes;
+    unknown one, AMP's own C{StartTLS}), an answer to no question asked, and
+    a box that is neither are protocol violations: one log line, and this
+    connection closes;
   - arguments that do not parse (C{index='abc'}, a 5 000-digit integer,
     bytes that are not UTF-8) get the declared error L{BadRequest}, which
     also closes the connection, and one log line;
@@ -188,7 +189,16 @@ class ClusterConnection(amp.AMP):
     def ampBoxReceived(self, box):
         if self.authenticated:
             self._boxBytes = 0
-        super().ampBoxReceived(box)
+        if amp.ANSWER in box or amp.ERROR in box:
+            tag = box[amp.ANSWER] if amp.ANSWER in box else box[amp.ERROR]
+            if tag not in self._outstandingRequests:
+                return self.violation(f"an answer to no question ({shown(tag)})")
+            if amp.ANSWER not in box and not (amp.ERROR_CODE in box
+                                              and amp.ERROR_DESCRIPTION in box):
+                return self.violation("an error answer without its code or description")
+        elif amp.COMMAND not in box:
+            return self.violation("a box that is neither a command nor an answer")
+        return super().ampBoxReceived(box)
 
     def locateResponder(self, name):
         """

@@ -18,7 +18,7 @@ from twisted.internet.defer import maybeDeferred, succeed
 from twisted.logger import LogLevel
 
 from wazuhcluster.session import IFeature, SessionGroup
-from wazuhcluster.staging import cleanStaging
+from wazuhcluster.staging import cleanStaging, cleanStagingAreas
 
 
 class NodeService(MultiService):
@@ -74,16 +74,20 @@ class NodeService(MultiService):
         return SessionGroup([feature.sessionFor(peer) for feature in self.features],
                             peer.log)
 
-    def cleanStaging(self, peerName):
+    def cleanStaging(self, peerName=None):
         """
-        Empty C{queue/cluster/<peerName>/} in a thread.
+        Empty C{queue/cluster/<peerName>/} in a thread (every staging
+        directory when C{peerName} is L{None}: the node starts).
 
         @return: a Deferred firing when done (never failing: logged).
         """
-        d = self.runInThread(cleanStaging, self.home.staging(peerName))
+        if peerName is None:
+            d = self.runInThread(cleanStagingAreas, self.home.clusterQueue)
+        else:
+            d = self.runInThread(cleanStaging, self.home.staging(peerName))
         d.addErrback(lambda f: self.log.failure(
             "Could not clean the staging directory of {peer}", f, level=LogLevel.error,
-            peer=peerName))
+            peer=peerName or "any peer"))
         return d
 
     def stopConnections(self):

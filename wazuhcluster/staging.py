@@ -340,8 +340,27 @@ def cleanStaging(stagingDir):
             unlinkQuietly(entry.path)
 
 
+def cleanStagingAreas(clusterQueue):
+    """
+    Empty every staging directory under C{clusterQueue}
+    (C{queue/cluster/*/}) when a node starts: no transfer is in progress
+    then, but a node killed in the middle of one left its parts there.
+    Blocking: run it in a thread.
+    """
+    if not clusterQueue.isdir():
+        return
+    for child in clusterQueue.children():
+        if child.isdir() and not child.islink():
+            cleanStaging(child)
+
+
 def isDiskFull(error):
     """
-    Whether C{error} says the disk is full.
+    Whether C{error} says there is no room for the bytes: the disk is full,
+    the quota is reached, or the file-size limit of the file system or of
+    this process (C{RLIMIT_FSIZE}, systemd's C{LimitFSIZE}) is.  No file of
+    the round can then be trusted to fit: the round stops, nothing is
+    applied, and the next one retries.
     """
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                          errno.EFBIG)

@@ -345,7 +345,7 @@ class StreamReceiver:
             raise
         except OSError as e:
             if isDiskFull(e):
-                raise StagingError(f"The disk is full: {e.strerror}") from None
+                raise StagingError(f"No room to stage the files: {e.strerror}") from None
             self.failed[self._file.relpath] = e.strerror or str(e)
             self._file.discard()
             self._file = None

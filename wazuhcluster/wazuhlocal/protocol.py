@@ -21,8 +21,8 @@ nothing.
 
 Bounds: those of L{FrameDecoder}; at most C{maxStrings} big strings of at
 most C{maxStringBytes} together; at most C{maxInflight} requests of the peer
-being handled at once; a started frame must be complete within
-C{payloadDeadline} seconds; with an C{idleTimeout}, a peer that sends
+being handled at once; a started frame, or the next frame of a split
+message, must arrive within C{payloadDeadline} seconds; with an C{idleTimeout}, a peer that sends
 nothing for that long is disconnected. A breach closes the connection.
 """
 
@@ -186,6 +186,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         self._strings = InStrings(self.limits.maxMessage, self.limits.maxStrings,
                                   self.limits.maxStringBytes, self._random)
         self._deadline = None
+        self._deadlineKind = None
         self.connected = False
         self._builtins = {
             b"echo": self._echo,
@@ -245,11 +246,22 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
         self._watchDeadline(self._decoder.framesCompleted != before)
 
     def _watchDeadline(self, progressed):
-        if self._deadline is not None and (progressed or not self._decoder.frameStarted):
+        # Two waits are bounded: a started frame must be complete within
+        # the deadline, and, between the frames of a split message (whose
+        # first frames are held meanwhile), the next frame must start
+        # within it.
+        if self._decoder.frameStarted:
+            kind = "frame"
+        elif self._decoder.dividedInProgress:
+            kind = "next"
+        else:
+            kind = None
+        if self._deadline is not None and (progressed or kind != self._deadlineKind):
             if self._deadline.active():
                 self._deadline.cancel()
             self._deadline = None
-        if self._deadline is None and self._decoder.frameStarted and self.connected:
+        if self._deadline is None and kind is not None and self.connected:
+            self._deadlineKind = kind
             self._deadline = self.callLater(self.limits.payloadDeadline, self._deadlinePassed)
 
     def _deadlinePassed(self):

@@ -194,6 +194,13 @@ class WorkerService(NodeService):
         tlsFactory.noisy = False
         return tlsFactory
 
+    def startService(self):
+        # Nothing is in progress before the first connection, but a worker
+        # killed in the middle of a sync left its staged parts behind: the
+        # staging directories are emptied before the first dial.
+        self._idle = self.cleanStaging()
+        super().startService()
+
     def addListeners(self):
         """
         Add the local control socket.

@@ -47,6 +47,7 @@ from wazuhcluster.commands import (
     TransferAborted,
     TransferDone,
 )
+from wazuhcluster.errors import ClusterError
 from wazuhcluster.integrity import scanFiles
 from wazuhcluster.local_integrity import ScanReporter
 from wazuhcluster.revocation import CRL_PATH as REVOCATION_LIST
@@ -321,8 +322,7 @@ class WorkerIntegritySession(amp.CommandLocator):
         return d
 
     def _stagingFailed(self, failure, transfer):
-        error = SyncAborted(f"Error 3033 - Could not stage the files: "
-                            f"{failure.getErrorMessage()}")
+        error = SyncAborted(f"Error 3033 - Could not stage the files: {_reason(failure)}")
         if self.transfer is transfer:
             self._abortTransfer(error)
         raise error
@@ -347,8 +347,7 @@ class WorkerIntegritySession(amp.CommandLocator):
                     "deleted": len(result.deleted), "failed": len(failed)}
 
         def failed(failure):
-            error = SyncAborted(f"Error 3033 - Could not apply the files: "
-                                f"{failure.getErrorMessage()}")
+            error = SyncAborted(f"Error 3033 - Could not apply the files: {_reason(failure)}")
             if self.transfer is transfer:
                 self._abortTransfer(error)
             raise error
@@ -384,6 +383,16 @@ class WorkerIntegritySession(amp.CommandLocator):
         self.feature.forgetScan()
         if error is not None and not transfer.done.called:
             transfer.done.errback(error)
+
+
+def _reason(failure):
+    """
+    Why C{failure} happened, in words (a L{ClusterError}'s own text, without
+    a second C{Error <code> -} prefix).
+    """
+    if failure.check(ClusterError):
+        return failure.value.message
+    return failure.getErrorMessage()
 
 
 @implementer(IFeature)
