@@ -81,9 +81,10 @@ class Node:
         except FileNotFoundError:
             return ""
 
-    def start(self):
+    def start(self, *extra):
         """
-        Start C{twistd -n wazuh-<type> --home HOME}.
+        Start C{twistd -n wazuh-<type> --home HOME} (and the plugin options
+        C{extra}).
 
         @return: the monotonic time just before the process was spawned.
         """
@@ -91,7 +92,7 @@ class Node:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"wazuh-{self.type}",
-             "--home", self.home],
+             "--home", self.home, *extra],
             stdout=self._output, stderr=subprocess.STDOUT, env=environment(),
             cwd=self.cluster.base, start_new_session=True)
         return self.started
