@@ -200,13 +200,13 @@ def run(reactor, options):
 
         # Everyone has the initial table (the default group of the agents
         # seen active) before the group change is measured.
-        yield master.agents.refreshGroups()
+        yield master.groups.refresh()
         yield waitForHashes(reactor, master, workerHomes)
         numbers = list(range(1, min(options.group_change, options.agents) + 1))
 
-        yield master.agents.slot.database.setGroupsOfAgents(numbers, ("bench", "default"))
+        yield master.agentStore.store.setGroupsOfAgents(numbers, ("bench", "default"))
         started = time.perf_counter()
-        yield master.agents.refreshGroups()
+        yield master.groups.refresh()
         yield waitForHashes(reactor, master, workerHomes)
         elapsed = time.perf_counter() - started
         groups = yield threads.deferToThread(groupsOf, workerHomes[-1], numbers[-1])
@@ -294,7 +294,7 @@ def measureRounds(reactor, workerHomes, master, options):
     elapsed = max(rounds.finished.values()) - rounds.first
     stored = 0
     for index in range(1, options.workers + 1):
-        stored += yield master.agents.slot.database.countActiveAgents(f"worker{index}")
+        stored += yield master.agentStore.store.countActiveAgents(f"worker{index}")
     return stored, elapsed, rounds.chunks
 
 
@@ -305,7 +305,7 @@ def waitForHashes(reactor, master, homes, timeout=300):
     """
     deadline = time.perf_counter() + timeout
     while True:
-        expected = master.agents.localGroups.cache.hash
+        expected = master.groups.cache.hash
         hashes = []
         for home in homes:
             hashes.append((yield threads.deferToThread(globalHash, home)))
