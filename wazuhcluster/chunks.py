@@ -47,6 +47,10 @@ def _depth(text, limit):
     Whether the brackets of JSON C{text} nest deeper than C{limit} (counted
     outside strings, without parsing).
     """
+    if text.count("[") + text.count("{") <= limit:
+        # Fewer openers than the limit, wherever they are: the usual case,
+        # decided without walking the text character by character.
+        return False
     depth = 0
     inString = escaped = False
     for char in text:
