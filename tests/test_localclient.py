@@ -25,9 +25,9 @@ from tests.test_wazuhlocal_protocol import (
     RecordedMaster,
     RecordedWorker,
 )
-from wazuhcluster.agentcli import callLocalDaemon
 from wazuhcluster.blockingclient import BlockingUNIXEndpoint, closeAll, run
 from wazuhcluster.control import ControlServer
+from wazuhcluster.daemonnudge import callLocalDaemon
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.localclient import CLIENT_LIMITS, LocalClient, LocalClientHandler
