@@ -31,7 +31,8 @@ from wazuhcluster.daemonnudge import callLocalDaemon
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.localclient import CLIENT_LIMITS, LocalClient, LocalClientHandler
-from wazuhcluster.wazuhlocal.protocol import CommandTable, WazuhLocalProtocol
+from wazuhcluster.wazuhlocal.handlers import CommandTable
+from wazuhcluster.wazuhlocal.protocol import WazuhLocalProtocol
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError
 
 
