@@ -57,9 +57,9 @@ from bench_full_sync import populate  # noqa: E402
 from common import Cluster, compareTrees, freePort  # noqa: E402
 from hosting import hostWorkers, startWorkerHost, waitInSync, workerName  # noqa: E402
 
-from wazuhcluster.agentcli import refreshDaemonGroups  # noqa: E402
 from wazuhcluster.agentdb import AgentDatabase  # noqa: E402
 from wazuhcluster.clientkeys import ClientKey, formatAgentId, writeClientKeys  # noqa: E402
+from wazuhcluster.daemonnudge import refreshDaemonGroups  # noqa: E402
 from wazuhcluster.home import NodeHome  # noqa: E402
 
 TARGET_MAX = 0.050

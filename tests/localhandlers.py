@@ -9,7 +9,7 @@ import json
 from twisted.internet.defer import maybeDeferred
 
 from wazuhcluster.localserver.base import OWN_REQUESTS, failWith
-from wazuhcluster.wazuhlocal.protocol import CommandTable
+from wazuhcluster.wazuhlocal.handlers import CommandTable
 
 
 class RequestsHandler(CommandTable):

@@ -21,7 +21,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.cluster import InMemoryCluster
 from tests.localhandlers import serving
 from tests.test_hello import LogCapture
-from wazuhcluster.agentcli import refreshDaemonGroups
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, AgentDatabase, AgentInfo
 from wazuhcluster.agentsync import (
     MalformedChunk,
@@ -39,6 +38,7 @@ from wazuhcluster.commands import (
     SyncAborted,
 )
 from wazuhcluster.control import ControlServer
+from wazuhcluster.daemonnudge import refreshDaemonGroups
 from wazuhcluster.home import NodeHome
 from wazuhcluster.master.local_agent_groups import GroupCache
 from wazuhcluster.worker import agent_info as worker_agent_info

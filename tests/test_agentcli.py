@@ -23,7 +23,6 @@ from wazuhcluster.agentcli import (
     agentList,
     agentRemove,
     agentReport,
-    askLocalDaemon,
     formatAgentTable,
 )
 from wazuhcluster.agentdb import AgentDatabase
@@ -31,6 +30,7 @@ from wazuhcluster.cli import run
 from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.clientkeys import readClientKeys
 from wazuhcluster.control import ControlServer
+from wazuhcluster.daemonnudge import askLocalDaemon
 from wazuhcluster.home import NodeHome
 from wazuhcluster.ossecconf import ClusterConfig
 from wazuhcluster.ossecwrite import renderOssecConf

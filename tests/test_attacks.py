@@ -43,7 +43,7 @@ from wazuhcluster.connection import MAX_WAITING_ANSWERS, PRE_HELLO_BYTES
 from wazuhcluster.control import CONTROL_LIMITS, ControlFactory
 from wazuhcluster.commands import ControlRequest
 from wazuhcluster.wazuhlocal.framing import HEADER, buildFrames, commandField
-from wazuhcluster.wazuhlocal.protocol import CommandTable
+from wazuhcluster.wazuhlocal.handlers import CommandTable
 from wazuhcluster.integrity import FileMeta, Snapshot
 from wazuhcluster.manifest import encodeManifest
 from wazuhcluster.tls import channelBinding, helloProof

@@ -34,7 +34,8 @@ import wazuhcluster.worker.client  # noqa: F401
 from tests.cluster import InMemoryCluster
 from tests.test_endtoend import ClusterProcesses
 from wazuhcluster import WAZUH_COMPATIBLE_VERSION, __version__, cli
-from wazuhcluster.cli import buildParser, defaultHome, run
+from wazuhcluster.cli import defaultHome, run
+from wazuhcluster.cliparser import buildParser
 from wazuhcluster.control import ControlServer
 from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.localserver.worker import WorkerLocalHandler

@@ -15,12 +15,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from wazuhcluster.clusteritems import FileItem, loadClusterItems, mergeClusterItems
 from wazuhcluster.errors import ConfigError
 from wazuhcluster.home import NodeHome
-from wazuhcluster.ossecconf import (
+from wazuhcluster.ossecchecks import (
     CLUSTER_NAME_CHARS,
     NODE_NAME_CHARS,
     RESERVED_NODE_ADDRESSES,
-    ClusterConfig,
     checkClusterConfig,
+)
+from wazuhcluster.ossecconf import (
+    ClusterConfig,
     defaultClusterConfig,
     parseClusterConfig,
     readClusterConfig,

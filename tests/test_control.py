@@ -22,7 +22,8 @@ from wazuhcluster.health import defaultStatus, isoDate, nodeInfo
 from wazuhcluster.localserver.master import MasterLocalHandler
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.results import ResultStore, callControl
-from wazuhcluster.wazuhlocal.protocol import CommandTable, LocalLimits, WazuhLocalProtocol
+from wazuhcluster.wazuhlocal.handlers import CommandTable
+from wazuhcluster.wazuhlocal.protocol import LocalLimits, WazuhLocalProtocol
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError
 
 

@@ -25,13 +25,14 @@ from tests.test_wazuhlocal_protocol import (
     RecordedMaster,
     RecordedWorker,
 )
-from wazuhcluster.agentcli import callLocalDaemon
 from wazuhcluster.blockingclient import BlockingUNIXEndpoint, closeAll, run
 from wazuhcluster.control import ControlServer
+from wazuhcluster.daemonnudge import callLocalDaemon
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.localclient import CLIENT_LIMITS, LocalClient, LocalClientHandler
-from wazuhcluster.wazuhlocal.protocol import CommandTable, WazuhLocalProtocol
+from wazuhcluster.wazuhlocal.handlers import CommandTable
+from wazuhcluster.wazuhlocal.protocol import WazuhLocalProtocol
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError
 
 

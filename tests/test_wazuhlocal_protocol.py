@@ -23,12 +23,11 @@ from wazuhcluster.wazuhlocal.framing import (
     Message,
     buildFrames,
 )
+from wazuhcluster.wazuhlocal.handlers import CommandTable, UnknownCommand
 from wazuhcluster.wazuhlocal.protocol import (
     SERVER_LIMITS,
-    CommandTable,
     LocalLimits,
     LocalServerFactory,
-    UnknownCommand,
     WazuhLocalProtocol,
 )
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError, decodeDapiRequest

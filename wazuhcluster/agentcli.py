@@ -19,7 +19,8 @@ from a worker through the worker's daemon (its local socket's C{sendsync},
 relayed to the master's authd); C{agent list} reads wazuh-db. These clients
 are the daemon's own protocols, run on blocking sockets
 (L{wazuhcluster.agentauthd}, L{wazuhcluster.blockingclient}), as is the
-nudge of a running daemon (L{askLocalDaemon}, in Wazuh's local protocol).
+nudge of a running daemon (L{wazuhcluster.daemonnudge}, in Wazuh's local
+protocol). What the user gives is checked by L{wazuhcluster.agentchecks}.
 """
 
 import json
@@ -31,18 +32,20 @@ from contextlib import contextmanager
 from twisted.python.failure import Failure
 
 from wazuhcluster.agentauthd import addThroughAuthd, listFromWazuhDB, removeThroughAuthd
+from wazuhcluster.agentchecks import (
+    checkGroups,
+    checkNewAgent,
+    parseId,
+    parseLabels,
+    requireMaster,
+    sameIpOrInvalid,
+)
 from wazuhcluster.agentdb import OS_FIELDS, openAgentStoreBlocking
-from wazuhcluster.blockingclient import callLocalSocket
 from wazuhcluster.clientkeys import (
-    MAX_NAME_LENGTH,
     ClientKey,
     appendClientKey,
-    formatAgentId,
-    isValidAgentIp,
-    isValidAgentName,
     lockClientKeys,
     nextAgentId,
-    parseAgentId,
     parseClientKeys,
     readClientKeysBytes,
     removeClientKey,
@@ -50,9 +53,9 @@ from wazuhcluster.clientkeys import (
     usedAgentIds,
 )
 from wazuhcluster.clusteritems import loadClusterItems
+from wazuhcluster.daemonnudge import refreshDaemonGroups, requestAgentInfoSync
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.home import NodeHome
-from wazuhcluster.localserver.base import OWN_COMMANDS
 from wazuhcluster.ossecconf import readClusterConfig
 
 #: Column headers of C{agent list}, as C{cluster_control -a} prints them.
@@ -222,19 +225,6 @@ def _wait(d):
     return result
 
 
-def _requireMaster(config, what):
-    """
-    @raise ClusterError: 3019, as Wazuh's tools do on a worker.
-    """
-    if config.node_type != "master" and not config.disabled:
-        raise ClusterError(
-            f"Wazuh is running in cluster mode: agent {what} is not available "
-            f"in worker nodes. Please, try again in the master node: "
-            f"{config.masterHost}",
-            3019,
-        )
-
-
 def _readKeys(home, err):
     """
     Read this node's C{client.keys}, warning about skipped lines.
@@ -259,71 +249,21 @@ def _reconciledKeys(home, db, err):
     return content, entries
 
 
-def _checkGroups(home, groups):
-    """
-    @raise ClusterError: 1710 for a group that is not a directory of
-        C{etc/shared/}.
-    """
-    for group in groups:
-        if (
-            not group
-            or group in (".", "..")
-            or "/" in group
-            or not home.shared.child(group).isdir()
-        ):
-            raise ClusterError(f"The group does not exist: {group}", 1710)
-
-
-def _parseId(agentId):
-    try:
-        return formatAgentId(parseAgentId(agentId))
-    except ValueError:
-        raise ClusterError(f"Agent does not exist: {agentId}", 1701) from None
-
-
-def _checkNewAgent(name, ip):
-    """
-    @raise ClusterError: 1738 for a long name, 1725 for an invalid one,
-        1706 for an invalid IP.
-    """
-    if len(name) > MAX_NAME_LENGTH:
-        raise ClusterError(
-            f"Agent name is too long: at most {MAX_NAME_LENGTH} characters", 1738
-        )
-    if not isValidAgentName(name):
-        raise ClusterError(
-            f"Error registering a new agent: invalid name {name!r} (letters, "
-            "digits, '_', '.' and '-' only)",
-            1725,
-        )
-    if not isValidAgentIp(ip):
-        raise _sameIpOrInvalid(ip)
-
-
-def _sameIpOrInvalid(ip):
-    """
-    Wazuh's 1706, for an invalid IP and for one another agent has.
-    """
-    return ClusterError(
-        f"There is an agent with the same IP or the IP is invalid: {ip}", 1706
-    )
-
-
 # ---------------------------------------------------------------------------
 # Commands
 
 
 def _add(home, config, db, out, err, name, ip, group):
-    _requireMaster(config, "add")
-    _checkNewAgent(name, ip)
+    requireMaster(config, "add")
+    checkNewAgent(name, ip)
     groups = [] if group is None else [group]
-    _checkGroups(home, groups)
+    checkGroups(home, groups)
     with lockClientKeys(home.clientKeys):
         content, entries = _reconciledKeys(home, db, err)
         if any(entry.name == name for entry in entries):
             raise ClusterError(f"There is an agent with the same name: {name}", 1705)
         if any(sameAgentIp(entry.ip, ip) for entry in entries):
-            raise _sameIpOrInvalid(ip)
+            raise sameIpOrInvalid(ip)
         newId = nextAgentId(entries, usedAgentIds(content))
         entry = ClientKey(newId, name, ip, os.urandom(KEY_BYTES).hex())
         _wait(db.addAgent(entry.id, name, ip, entry.key, groups))
@@ -337,8 +277,8 @@ def _add(home, config, db, out, err, name, ip, group):
 
 
 def _remove(home, config, db, out, err, agentId):
-    _requireMaster(config, "remove")
-    agentId = _parseId(agentId)
+    requireMaster(config, "remove")
+    agentId = parseId(agentId)
     with lockClientKeys(home.clientKeys):
         content, _ = _reconciledKeys(home, db, err)
         if not removeClientKey(home.clientKeys, content, agentId):
@@ -349,75 +289,15 @@ def _remove(home, config, db, out, err, agentId):
 
 
 def _group(home, config, db, out, err, agentId, groups):
-    _requireMaster(config, "group")
-    agentId = _parseId(agentId)
-    _checkGroups(home, groups)
+    requireMaster(config, "group")
+    agentId = parseId(agentId)
+    checkGroups(home, groups)
     with lockClientKeys(home.clientKeys):
         _reconciledKeys(home, db, err)
         _wait(db.setAgentGroups(agentId, groups))
     refreshDaemonGroups(home)
     shown = ",".join(groups) if groups else "(none)"
     out.write(f"Agent {agentId} groups: {shown}\n")
-
-
-def refreshDaemonGroups(home, timeout=5.0):
-    """
-    Ask the master daemon, if one is running, to refresh its agent-groups
-    cache now (control request C{refresh_agent_groups}), so that a change
-    reaches the workers without waiting for C{master.sync_agent_groups}.
-    Best effort: without a daemon, or if it does not answer in C{timeout}
-    seconds, the periodic refresh does it.
-
-    @return: whether the daemon accepted the request.
-    """
-    return askLocalDaemon(home, "refresh_agent_groups", timeout)
-
-
-def requestAgentInfoSync(home, timeout=5.0):
-    """
-    Ask this node's daemon, if one is running, to send its agent info to the
-    master now (control request C{sync_agent_info}), so that a report shows
-    on the master without waiting for C{worker.sync_agent_info}.  Best
-    effort, like L{refreshDaemonGroups}: a daemon that does not know the
-    request answers an error, and the periodic sync does it.
-
-    @return: whether the daemon accepted the request.
-    """
-    return askLocalDaemon(home, "sync_agent_info", timeout)
-
-
-def askLocalDaemon(home, request, timeout=5.0):
-    """
-    Send one of this project's control requests, with no arguments, to the
-    daemon of C{home} and wait at most C{timeout} seconds for its answer.
-
-    A blocking client (this process runs no reactor) speaking Wazuh's local
-    protocol (L{callLocalDaemon}).
-
-    @param request: the control request name (C{str}).
-    @return: C{True} when the daemon answered with a result, C{False} when
-        no daemon runs, it answered an error, or it did not answer in time.
-    """
-    if not os.path.exists(home.controlSocket.path):
-        return False
-    try:
-        callLocalDaemon(home, OWN_COMMANDS.get(request, request.encode("ascii")), b"{}",
-                        timeout)
-    except ClusterError:
-        return False
-    return True
-
-
-def callLocalDaemon(home, command, payload, timeout=5.0):
-    """
-    Send one request to the daemon of C{home} over its local socket and
-    wait for its answer, blocking (L{callLocalSocket}).
-
-    @return: the answer's payload (L{bytes}).
-    @raise ClusterError: 3012 when no daemon answers, 3020 without an
-        answer in C{timeout} seconds, the daemon's error otherwise.
-    """
-    return callLocalSocket(home.controlSocket.path, command, payload, timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -451,9 +331,9 @@ def _wazuhDBCommand(command):
 
 
 def _addThroughAuthd(home, config, out, err, name, ip, group):
-    _checkNewAgent(name, ip)
+    checkNewAgent(name, ip)
     if group is not None:
-        _checkGroups(home, [group])
+        checkGroups(home, [group])
     agentId = addThroughAuthd(home, config, name, ip, group)
     if config.node_type == "master":
         refreshDaemonGroups(home)
@@ -461,7 +341,7 @@ def _addThroughAuthd(home, config, out, err, name, ip, group):
 
 
 def _removeThroughAuthd(home, config, out, err, agentId):
-    agentId = _parseId(agentId)
+    agentId = parseId(agentId)
     removeThroughAuthd(home, config, agentId)
     if config.node_type == "master":
         refreshDaemonGroups(home)
@@ -484,22 +364,9 @@ def _printAgents(out, agents, asJson):
         out.write(formatAgentTable(agents))
 
 
-def _parseLabels(labels):
-    """
-    @raise ClusterError: a label is not C{key=value} with a non-empty key.
-    """
-    result = {}
-    for label in labels:
-        key, sep, value = label.partition("=")
-        if not sep or not key.strip():
-            raise ClusterError(f"Invalid label {label!r}: expected key=value", 1000)
-        result[key.strip()] = value
-    return result
-
-
 def _report(home, config, db, out, err, agentId, status, os, version, labels, now):
-    agentId = _parseId(agentId)
-    labels = _parseLabels(labels)
+    agentId = parseId(agentId)
+    labels = parseLabels(labels)
     _, entries = _reconciledKeys(home, db, err)
     if all(entry.id != agentId for entry in entries):
         raise ClusterError(

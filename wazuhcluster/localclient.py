@@ -24,7 +24,8 @@ from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.logs import ClusterLogger
-from wazuhcluster.wazuhlocal.protocol import CommandTable, LocalLimits, WazuhLocalProtocol
+from wazuhcluster.wazuhlocal.handlers import CommandTable
+from wazuhcluster.wazuhlocal.protocol import LocalLimits, WazuhLocalProtocol
 from wazuhcluster.wazuhlocal.wazuhjson import decodeError
 
 #: The reply of a server that will push the answer later.

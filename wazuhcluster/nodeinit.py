@@ -46,12 +46,8 @@ from wazuhcluster.initreport import (
     initNotes,
 )
 from wazuhcluster.initstore import plannedAgentStore, writeAgentStore
-from wazuhcluster.ossecconf import (
-    ClusterConfig,
-    checkClusterConfig,
-    hasClusterBlock,
-    parseClusterConfig,
-)
+from wazuhcluster.ossecchecks import checkClusterConfig
+from wazuhcluster.ossecconf import ClusterConfig, hasClusterBlock, parseClusterConfig
 from wazuhcluster.ossecwrite import renderOssecConf, spliceClusterBlock
 from wazuhcluster.pki import (
     ensureCertificateAuthority,

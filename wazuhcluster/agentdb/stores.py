@@ -13,6 +13,7 @@ cluster.json (L{wazuhcluster.agentstoreitems}).
 
 from twisted.internet.defer import fail
 
+from wazuhcluster.agentdb.database import AgentDatabase
 from wazuhcluster.errors import ClusterError
 
 #: Longest password file read, in bytes.
@@ -84,8 +85,6 @@ def openAgentStore(home, items, reactor, managerName, log=None):
         L{wazuhcluster.agentstore.IAgentStore} provider), or failing with a
         L{ClusterError}.
     """
-    from wazuhcluster.agentdb import AgentDatabase
-
     store = items.agentStore
     if store.backend == "sqlite":
         return AgentDatabase.open(home.globalDb, reactor=reactor, managerName=managerName)
@@ -111,8 +110,6 @@ def openAgentStoreBlocking(home, items, managerName):
 
     @raise ClusterError: the store cannot be opened.
     """
-    from wazuhcluster.agentdb import AgentDatabase
-
     store = items.agentStore
     if store.backend == "sqlite":
         return AgentDatabase.openBlocking(home.globalDb, managerName=managerName)

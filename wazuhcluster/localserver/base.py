@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.commands import ControlFailed, RelayFailed
 from wazuhcluster.errors import ClusterError
-from wazuhcluster.wazuhlocal.protocol import CommandTable
+from wazuhcluster.wazuhlocal.handlers import CommandTable
 from wazuhcluster.wazuhlocal.wazuhjson import dumps, loads
 
 #: The largest request payload decoded as JSON (Wazuh's clients send small

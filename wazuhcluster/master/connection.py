@@ -24,7 +24,7 @@ from wazuhcluster.commands import (
     SendSync,
 )
 from wazuhcluster.connection import ClusterConnection, shown
-from wazuhcluster.ossecconf import MAX_NODE_NAME
+from wazuhcluster.ossecchecks import MAX_NODE_NAME
 from wazuhcluster.results import ResultStore
 from wazuhcluster.standby.peers import HELLO_ROLES, standbyCertificateProblem
 from wazuhcluster.worker.tlsfailure import describeTLSFailure

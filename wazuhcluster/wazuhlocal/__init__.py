@@ -11,7 +11,9 @@ C{sendsync}) speak on C{queue/cluster/c-internal.sock}.
   - L{wazuhcluster.wazuhlocal.protocol}: a Twisted protocol for both sides
     (requests and replies by counter, timeouts, pushed requests, idle and
     payload deadlines), with L{wazuhcluster.wazuhlocal.strings} for the big
-    strings (C{new_str}, C{str_upd}) a peer sends.
+    strings (C{new_str}, C{str_upd}) a peer sends;
+  - L{wazuhcluster.wazuhlocal.handlers}: what a connection does with the
+    requests it does not answer itself (C{ILocalHandler}, C{CommandTable}).
 
 What was observed of Wazuh 4.14.7 is in C{/work/shared/wazuh-peers/}; the
 tests replay it byte for byte.

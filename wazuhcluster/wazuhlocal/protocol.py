@@ -14,10 +14,10 @@ C{ok} (the answer of C{sendsync}) that way.
 
 This protocol answers the commands every Wazuh handler answers (C{echo},
 the keep-alive C{echo-c}, and the big strings C{new_str}, C{str_upd},
-C{err_str}); every other request goes to its L{ILocalHandler}, whose
-answer (or exception) becomes the reply. Unknown commands get C{err}, but
-for an unexpected C{ok} or C{err} (a reply nobody waits for), which gets
-nothing.
+C{err_str}); every other request goes to its
+L{wazuhcluster.wazuhlocal.handlers.ILocalHandler}, whose answer (or
+exception) becomes the reply. Unknown commands get C{err}, but for an
+unexpected C{ok} or C{err} (a reply nobody waits for), which gets nothing.
 
 Bounds: those of L{FrameDecoder}; at most C{maxStrings} big strings of at
 most C{maxStringBytes} together; at most C{maxInflight} requests of the peer
@@ -34,7 +34,6 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import Interface, implementer
 
 from wazuhcluster.errors import ClusterError
 from wazuhcluster.logs import ClusterLogger
@@ -48,6 +47,7 @@ from wazuhcluster.wazuhlocal.framing import (
     FramingError,
     buildFrames,
 )
+from wazuhcluster.wazuhlocal.handlers import UnknownCommand
 from wazuhcluster.wazuhlocal.strings import InStrings
 from wazuhcluster.wazuhlocal.wazuhjson import WazuhRemoteError, decodeError, encodeError
 
@@ -86,72 +86,6 @@ class LocalLimits:
 SERVER_LIMITS = LocalLimits(idleTimeout=120.0)
 
 
-class UnknownCommand(ClusterError):
-    """
-    A request names a command this side does not answer.
-    """
-
-    code = 3000
-
-    def __init__(self, command):
-        super().__init__(f"unknown command '{command!r}'", 3000)
-        self.command = command
-
-
-class ILocalHandler(Interface):
-    """
-    What a connection does with the requests it does not answer itself.
-    """
-
-    def connectionMade(protocol):
-        """
-        The connection C{protocol} is up.
-        """
-
-    def requestReceived(protocol, command, payload):
-        """
-        Answer a request (a new counter) of the peer.
-
-        @type command: L{bytes}
-        @type payload: L{bytes}
-        @return: C{(command, payload)} to reply (C{(b"ok", b"...")}),
-            L{None} to send no reply, or a Deferred of either.
-        @raise UnknownCommand: for a command it does not answer.
-        @raise ClusterError: to reply C{err} with it; any other exception
-            replies Wazuh's internal error 1000.
-        """
-
-    def connectionLost(protocol, reason):
-        """
-        The connection C{protocol} is gone.
-        """
-
-
-@implementer(ILocalHandler)
-class CommandTable:
-    """
-    An L{ILocalHandler} dispatching by command name.
-
-    @ivar commands: C{{b"get_nodes": f(protocol, payload)}}.
-    """
-
-    def __init__(self, commands=None):
-        self.commands = dict(commands or {})
-
-    def connectionMade(self, protocol):
-        pass
-
-    def requestReceived(self, protocol, command, payload):
-        try:
-            function = self.commands[command]
-        except KeyError:
-            raise UnknownCommand(command) from None
-        return function(protocol, payload)
-
-    def connectionLost(self, protocol, reason):
-        pass
-
-
 def _connectionGone():
     return ClusterError("Error sending request: the connection is closed", 3018)
 
@@ -160,7 +94,7 @@ class WazuhLocalProtocol(Protocol, TimeoutMixin):
     """
     One connection of Wazuh's local socket (either side).
 
-    @ivar handler: the L{ILocalHandler}.
+    @ivar handler: the L{wazuhcluster.wazuhlocal.handlers.ILocalHandler}.
     @ivar limits: the L{LocalLimits}.
     """
 
@@ -492,7 +426,8 @@ class LocalServerFactory(Factory):
 
     def __init__(self, handlerFactory, clock=None, limits=SERVER_LIMITS, log=None):
         """
-        @param handlerFactory: a callable returning a new L{ILocalHandler}.
+        @param handlerFactory: a callable returning a new
+            L{wazuhcluster.wazuhlocal.handlers.ILocalHandler}.
         """
         self.handlerFactory = handlerFactory
         self.clock = clock

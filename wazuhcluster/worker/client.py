@@ -27,7 +27,7 @@ from wazuhcluster.control import ControlServer
 from wazuhcluster.lag import ReactorLagProbe
 from wazuhcluster.localserver.worker import workerHandlers
 from wazuhcluster.logs import ClusterLogger
-from wazuhcluster.ossecconf import isNodeName
+from wazuhcluster.ossecchecks import isNodeName
 from wazuhcluster.node import NodeService
 from wazuhcluster.standby.candidates import (
     CandidateConnectionCreator,
