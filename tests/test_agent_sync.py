@@ -23,9 +23,11 @@ from tests.localhandlers import serving
 from tests.test_hello import LogCapture
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, AgentDatabase, AgentInfo
 from wazuhcluster.agentsync import (
+    MAX_TEXT,
     MalformedChunk,
     decodeAgentGroups,
     decodeAgentInfo,
+    encodeAgentInfoRow,
     encodeItem,
     packChunks,
 )
@@ -766,6 +768,40 @@ class WireTests(SynchronousTestCase):
                     b'{"id": "007", "connection_status": "active", "status_code": -1}\n',
                     b'{"id": "007", "connection_status": "active", "labels": {"": "v"}}\n']:
             self.assertRaises(MalformedChunk, decodeAgentInfo, bad)
+
+    def test_decodeAgentInfoBounds(self):
+        """
+        Texts and labels up to L{MAX_TEXT} characters are accepted, one
+        more is refused naming the column, in records short enough to skip
+        the length checks and in long ones; so are non-text values among
+        short records, and the worker's encoder refuses what the master
+        would.
+        """
+        def record(**fields):
+            row = {"id": "007", "connection_status": "active", **fields}
+            return encodeItem(row) + b"\n"
+
+        accepted = decodeAgentInfo(record(os_name="n" * MAX_TEXT,
+                                          labels={"k" * MAX_TEXT: "v" * MAX_TEXT}))
+        self.assertEqual(len(accepted[0].values[AGENT_INFO_FIELDS.index("os_name")]), MAX_TEXT)
+        for bad, column in [(record(os_name="n" * (MAX_TEXT + 1)), "os_name"),
+                            (record(os_name="n", version="v" * (MAX_TEXT + 1)), "version"),
+                            (record(os_name=["n"]), "os_name"),
+                            (record(last_keepalive="5"), "last_keepalive"),
+                            (record(last_keepalive=True), "last_keepalive"),
+                            (record(labels={"k": "v" * (MAX_TEXT + 1)}), "labels"),
+                            (record(labels={"k" * (MAX_TEXT + 1): "v"}), "labels"),
+                            (record(labels={"k": 1}), "labels"),
+                            (record(labels=["k"]), "labels")]:
+            error = self.assertRaises(MalformedChunk, decodeAgentInfo, bad)
+            self.assertIn(f"agent 007: invalid {column}", str(error))
+        worker = {"id": "007", "sync_version": 3, "connection_status": "active",
+                  "labels": {}}
+        self.assertNotIn(b"sync_version", encodeAgentInfoRow(worker))
+        self.assertEqual(decodeAgentInfo(encodeAgentInfoRow(worker) + b"\n")[0].number, 7)
+        for bad in [dict(worker, os_name=1), dict(worker, connection_status="up"),
+                    dict(worker, os_name="n" * (MAX_TEXT + 1))]:
+            self.assertRaises(MalformedChunk, encodeAgentInfoRow, bad)
 
     def test_cacheHashMatchesDatabase(self):
         """

@@ -34,6 +34,8 @@ holds at most L{MAX_ROWS_PER_CHUNK} records; every JSON record is decoded
 with a depth bound.
 """
 
+from operator import itemgetter
+
 from wazuhcluster.agentdb import AGENT_INFO_FIELDS, CONNECTION_STATUSES, AgentInfo
 from wazuhcluster.agentdb.values import carriedFields
 from wazuhcluster.chunks import (
@@ -100,6 +102,30 @@ def packChunks(encoded, limit=MAX_CHUNK):
     return chunks
 
 
+def _records(data):
+    """
+    The records of one chunk, as bytes.
+
+    @raise MalformedChunk: the chunk breaks the framing or a bound.
+    """
+    try:
+        return readRecords([data], maxRecordLength=MAX_CHUNK, maxRecords=MAX_ROWS_PER_CHUNK)
+    except RecordError as e:
+        raise MalformedChunk(str(e)) from None
+
+
+def _decoded(record):
+    """
+    The JSON value of one record.
+
+    @raise MalformedChunk: not (shallow) JSON.
+    """
+    try:
+        return decodeJson(record)
+    except RecordError as e:
+        raise MalformedChunk(str(e)) from None
+
+
 def _loadRecords(data):
     """
     The JSON values of one chunk's records.
@@ -107,12 +133,7 @@ def _loadRecords(data):
     @raise MalformedChunk: the chunk breaks the framing, a bound, or holds
         something that is not (shallow) JSON.
     """
-    try:
-        records = readRecords([data], maxRecordLength=MAX_CHUNK,
-                              maxRecords=MAX_ROWS_PER_CHUNK)
-        return [decodeJson(record) for record in records]
-    except RecordError as e:
-        raise MalformedChunk(str(e)) from None
+    return [_decoded(record) for record in _records(data)]
 
 
 def _agentNumber(value):
@@ -129,12 +150,25 @@ def _agentNumber(value):
 # Agent info
 
 
-def agentInfoRow(row):
+def encodeAgentInfoRow(row):
     """
-    The wire form of a row of L{AgentDatabase.agentInfoToSync} (without its
-    C{sync_version}, which stays on the worker).
+    The record of a row of L{AgentDatabase.agentInfoToSync} (without its
+    C{sync_version}, which stays on the worker), checked as the master will
+    check it.
+
+    @return: the record's bytes.
+    @raise MalformedChunk: the master would refuse the row (off the wire
+        format, or too large for one chunk).
     """
-    return {key: value for key, value in row.items() if key != "sync_version"}
+    wire = {key: value for key, value in row.items() if key != "sync_version"}
+    try:
+        data = encodeItem(wire)
+    except (TypeError, ValueError) as e:
+        raise MalformedChunk(str(e)) from None
+    if len(data) >= MAX_CHUNK:
+        raise MalformedChunk(f"{len(data)} bytes, too large")
+    _checkedAgentInfo(wire, short=len(data) <= MAX_TEXT)
+    return data
 
 
 def decodeAgentInfo(data):
@@ -146,24 +180,27 @@ def decodeAgentInfo(data):
         L{AgentDatabase.applyAgentInfo} (which does not check them again).
     @raise MalformedChunk: anything off the wire format.
     """
-    return [_checkedAgentInfo(row) for row in _loadRecords(data)]
+    # A record no longer than MAX_TEXT cannot hold a longer text: its
+    # lengths need no check.
+    return [_checkedAgentInfo(_decoded(record), short=len(record) <= MAX_TEXT)
+            for record in _records(data)]
 
 
-def checkAgentInfoRow(row):
-    """
-    Validate one agent-info row (as received, or before sending it).
-
-    @return: the row, its C{id} in the 3-digit form.
-    @raise MalformedChunk: the row is off the wire format.
-    """
-    number = _checkedAgentInfo(row).number
-    return dict(row, id=formatAgentId(number))
+_TEXT_POSITIONS = tuple(index for index, name in enumerate(AGENT_INFO_FIELDS)
+                        if name not in _INT_FIELDS)
+_INT_POSITIONS = tuple(index for index, name in enumerate(AGENT_INFO_FIELDS)
+                       if name in _INT_FIELDS)
+_texts = itemgetter(*_TEXT_POSITIONS)
+_TEXT_TYPES = frozenset([str, type(None)])
+_STR_TYPE = frozenset([str])
 
 
-def _checkedAgentInfo(row):
+def _checkedAgentInfo(row, short=False):
     """
     Validate one agent-info row.
 
+    @param short: whether the row's record is at most L{MAX_TEXT} bytes
+        long (no text in it can be longer).
     @return: its L{AgentInfo}.
     @raise MalformedChunk: the row is off the wire format.
     """
@@ -176,26 +213,48 @@ def _checkedAgentInfo(row):
     if row.get("connection_status") not in CONNECTION_STATUSES:
         raise MalformedChunk(f"agent {number:03d}: invalid connection_status")
     values = tuple(map(row.get, AGENT_INFO_FIELDS))
+    texts = _texts(values)
+    if not (set(map(type, texts)) <= _TEXT_TYPES
+            and (short or all(len(value) <= MAX_TEXT for value in texts if value))):
+        _invalidField(number, values)
+    for index in _INT_POSITIONS:
+        value = values[index]
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_INT):
+            _invalidField(number, values)
+    labels = row.get("labels")
+    if labels is not None and not (
+        type(labels) is dict
+        and len(labels) <= MAX_LABELS
+        and set(map(type, labels)) <= _STR_TYPE
+        and set(map(type, labels.values())) <= _STR_TYPE
+        and "" not in labels
+        and (short or all(len(k) <= MAX_TEXT and len(v) <= MAX_TEXT
+                          for k, v in labels.items()))
+    ):
+        raise MalformedChunk(f"agent {number:03d}: invalid labels")
+    # The row has "id", maybe "labels", and the columns it carries.
+    if len(row) - 1 - ("labels" in row) == len(AGENT_INFO_FIELDS):
+        carried = None
+    else:
+        carried = carriedFields(row)
+    return AgentInfo(number, values, labels, carried)
+
+
+def _invalidField(number, values):
+    """
+    Name the first invalid column of a row.
+
+    @raise MalformedChunk: always.
+    """
     for name, value in zip(AGENT_INFO_FIELDS, values):
         if value is None:
             continue
         if name in _INT_FIELDS:
             if type(value) is not int or not 0 <= value <= MAX_INT:
-                raise MalformedChunk(f"agent {number:03d}: invalid {name}")
+                break
         elif type(value) is not str or len(value) > MAX_TEXT:
-            raise MalformedChunk(f"agent {number:03d}: invalid {name}")
-    labels = row.get("labels")
-    if labels is not None and not (
-        isinstance(labels, dict)
-        and len(labels) <= MAX_LABELS
-        and all(
-            type(k) is str and type(v) is str and 0 < len(k) <= MAX_TEXT
-            and len(v) <= MAX_TEXT
-            for k, v in labels.items()
-        )
-    ):
-        raise MalformedChunk(f"agent {number:03d}: invalid labels")
-    return AgentInfo(number, values, labels, carriedFields(row))
+            break
+    raise MalformedChunk(f"agent {number:03d}: invalid {name}")
 
 
 # ---------------------------------------------------------------------------

@@ -27,12 +27,10 @@ from zope.interface import implementer
 
 from wazuhcluster.agentsync import (
     MalformedChunk,
-    agentInfoRow,
-    checkAgentInfoRow,
-    encodeItem,
+    encodeAgentInfoRow,
     packChunks,
 )
-from wazuhcluster.commands import MAX_CHUNK, SendAgentInfo
+from wazuhcluster.commands import SendAgentInfo
 from wazuhcluster.session import IFeature, IFeatureSession
 
 #: Rows read from the database at a time.
@@ -54,16 +52,10 @@ def _chunks(rows):
     """
     encoded, refused = [], []
     for row in rows:
-        wire = agentInfoRow(row)
         try:
-            checkAgentInfoRow(wire)
-            data = encodeItem(wire)
-            if len(data) >= MAX_CHUNK:
-                raise MalformedChunk(f"{len(data)} bytes, too large")
-        except (MalformedChunk, ValueError) as e:
+            encoded.append((row, encodeAgentInfoRow(row)))
+        except MalformedChunk as e:
             refused.append((row["id"], row["sync_version"], str(e)))
-            continue
-        encoded.append((row, data))
     return packChunks(encoded), refused
 
 
