@@ -352,6 +352,49 @@ class _AgentInfoBatchTests(DatabaseMixin):
             self.assertEqual((yield db.getAgent("002"))["os_name"], "bad\0x")
 
 
+    @defer.inlineCallbacks
+    def test_timeWithoutDate(self):
+        """
+        A worker may report any 64-bit time; one no calendar has is stored
+        and shown as unknown instead of failing every read of the agent.
+        """
+        db = yield self.database(agents=keys((1, "a")))
+        yield db.applyAgentInfo("w1", [infoRow("001", last_keepalive=2**63 - 1)])
+        agent = yield db.getAgent("001")
+        self.assertEqual((agent["name"], agent["last_keepalive"]), ("a", None))
+
+    @defer.inlineCallbacks
+    def test_valuesStoredExactly(self):
+        """
+        The bulk statements store every value exactly as given: non-ASCII
+        text, quotes, backslashes, an escape that looks like a NUL, a label
+        holding a NUL (SQLite's JSON functions would cut it: those rows go
+        row by row), a large integer, and an integer left out keeps the
+        stored value.
+        """
+        db = yield self.database(agents=keys((1, "a"), (2, "b"), (3, "c")))
+        texts = ["Ubuntu \u00e9\u4e2d\U0001f600", 'quote " and \\ back', "\\u0000 not a NUL"]
+        rows = [infoRow(f"00{n}", os_name=text, last_keepalive=4102444800,
+                        labels={"k": text, "\u00e9": "v"})
+                for n, text in enumerate(texts, 1)]
+        yield db.applyAgentInfo("w1", rows)
+        for n, text in enumerate(texts, 1):
+            agent = yield db.getAgent(f"00{n}")
+            self.assertEqual((agent["os_name"], agent["last_keepalive"], agent["labels"]),
+                             (text, "2100-01-01T00:00:00+00:00", {"k": text, "\u00e9": "v"}))
+        try:
+            yield db.applyAgentInfo("w1", [infoRow("003", os_name="x", labels={"k": "a\0b"},
+                                                   last_keepalive=None)])
+        except ValueError:
+            # PostgreSQL cannot store a NUL: the whole row is refused.
+            expected = (texts[2], "2100-01-01T00:00:00+00:00", {"k": texts[2], "\u00e9": "v"})
+        else:
+            expected = ("x", "2100-01-01T00:00:00+00:00", {"k": "a\0b"})
+        agent = yield db.getAgent("003")
+        self.assertEqual((agent["os_name"], agent["last_keepalive"], agent["labels"]),
+                         expected)
+
+
 for _name, _mixin in [
     ("AgentInfoTests", _AgentInfoTests),
     ("AgentInfoBatchTests", _AgentInfoBatchTests),

@@ -148,11 +148,15 @@ def joinGroups(groups):
 
 def isoTime(timestamp):
     """
-    A stored epoch time as an ISO 8601 UTC string, or L{None}.
+    A stored epoch time as an ISO 8601 UTC string, or L{None} (none stored,
+    or one no calendar date has: a worker may report any 64-bit integer).
     """
     if not timestamp:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def agentNumber(agentId):
