@@ -19,6 +19,7 @@ from wazuhcluster.clusteritems import loadClusterItems
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.initchecks import checkDirectory
 from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.gilswitch import shortenSwitchInterval
 from wazuhcluster.memory import limitMallocArenas
 from wazuhcluster.nodeinit import initNode
 from wazuhcluster.ossecconf import readClusterConfig
@@ -251,6 +252,7 @@ def runDemo(directory, workers, port, out, err, reactor=None):
         from twisted.internet import reactor
 
         limitMallocArenas()
+        shortenSwitchInterval()
     service = buildDemo(homes, reactor)
     try:
         service.startService()

@@ -37,6 +37,7 @@ from wazuhcluster.control import socketAnswers
 from wazuhcluster.errors import ClusterError, StartupError
 from wazuhcluster.home import NodeHome
 from wazuhcluster.logs import ClusterLogger, ClusterLogService, formatClusterEvent
+from wazuhcluster.gilswitch import shortenSwitchInterval
 from wazuhcluster.memory import limitMallocArenas
 from wazuhcluster.pidfile import WazuhPidfile
 from wazuhcluster.web.service import WebSetupError, parseWebAddress, webServiceFor
@@ -214,6 +215,7 @@ def makeNodeService(options, nodeType, reactor=None, stderr=None):
     """
     program = f"wazuh-{nodeType}"
     limitMallocArenas()
+    shortenSwitchInterval()
     home = NodeHome.fromPath(options["home"])
     if not home.root.isdir():
         what = "is not a directory" if home.root.exists() else "does not exist"
