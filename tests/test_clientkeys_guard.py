@@ -6,7 +6,6 @@ lost too many agents until the operator accepts it.  The real-process test
 is L{tests.test_faults_clientkeys}.
 """
 
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.cluster import InMemoryCluster
