@@ -8,7 +8,7 @@ scans run synchronously (or wait for a Deferred the test fires by hand).
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, formatEvent
@@ -471,3 +471,47 @@ class WatchedLocalIntegrityTests(TestCase):
             self.assertIn("etc/shared/default/new.conf", published[-1].files)
 
         return d.addCallback(ready).addCallback(check)
+
+    def test_fileChangeRescansItsDirectory(self):
+        """
+        A file written in a watched directory is picked up by a rescan of
+        that directory alone (not of the whole tree), which gives the
+        snapshot a full scan gives; a new directory with files is seen too.
+        """
+        root = FilePath(self.mktemp())
+        for group in range(5):
+            write(root.preauthChild(f"etc/shared/g{group}/agent.conf"), b"a")
+        calls = []
+
+        def runInThread(f, *args):
+            calls.append(f.__name__)
+            return deferToThread(f, *args)
+
+        published = []
+        service = LocalIntegrity(
+            root, FILESET, 3600, ClusterLogger("Master", "Main", observer=lambda e: None),
+            runInThread=runInThread, watch=True, reactor=reactor)
+        service.subscribe(lambda snapshot, changes: published.append((snapshot, changes)))
+        service.startService()
+        self.addCleanup(service.stopService)
+
+        @inlineCallbacks
+        def run():
+            yield service.whenReady()
+            del calls[:]
+            write(root.preauthChild("etc/shared/g3/agent.conf"), b"changed")
+            self.assertTrue((yield waitFor(lambda: len(published) == 2)))
+            snapshot, changes = published[-1]
+            self.assertEqual(list(changes), ["etc/shared/g3/agent.conf"])
+            self.assertIn("rescanParts", calls)
+            self.assertNotIn("scanFiles", calls)
+            full = yield deferToThread(scanFiles, root, FILESET)
+            self.assertEqual(snapshot.digest, full.snapshot.digest)
+            write(root.preauthChild("etc/shared/g9/sub/new.conf"), b"new")
+            self.assertTrue((yield waitFor(
+                lambda: "etc/shared/g9/sub/new.conf" in published[-1][0].files)))
+            full = yield deferToThread(scanFiles, root, FILESET)
+            self.assertEqual(service.snapshot.digest, full.snapshot.digest)
+
+        return run()
+

@@ -234,7 +234,7 @@ def _statKey(st):
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-class _Scan:
+class FileScan:
     """
     The state of one L{scanFiles} run.
     """
@@ -252,11 +252,16 @@ class _Scan:
         self.errors = []
         self.skippedNames = []
 
-    def walkItem(self, item):
+    def walkItem(self, item, start=None, deep=True):
         """
         Add every synced file of C{item} (iteratively, depth first).
+
+        @param start: the directory of the item to walk from (relative to
+            the home, ending with C{/}; the item's own by default).
+        @param deep: whether to walk its subdirectories too (in a recursive
+            item).
         """
-        pending = [item.path]
+        pending = [item.path if start is None else start]
         while pending:
             reldir = pending.pop()
             try:
@@ -268,11 +273,12 @@ class _Scan:
                 self.errors.append(f"{reldir}: {e.strerror or e}")
                 continue
             for entry in entries:
-                self.visit(item, reldir, entry, pending)
+                self.visit(item, reldir, entry, pending if deep else None)
 
     def visit(self, item, reldir, entry, pending):
         """
-        Handle one directory entry of C{item} found in C{reldir}.
+        Handle one directory entry of C{item} found in C{reldir}; a
+        subdirectory to walk goes to C{pending} (unless it is L{None}).
         """
         name = entry.name
         relpath = reldir + name
@@ -291,7 +297,7 @@ class _Scan:
             return
         if isDir:
             subdir = relpath + "/"
-            if item.recursive and subdir not in self.itemDirs:
+            if item.recursive and pending is not None and subdir not in self.itemDirs:
                 pending.append(subdir)
             return
         if nameProblem(self.fileset, item, name) is not None:
@@ -354,7 +360,7 @@ def scanFiles(root, fileset, previous=None):
     @type previous: L{Snapshot} or L{None}
     @rtype: L{ScanResult}
     """
-    scan = _Scan(root, fileset, previous)
+    scan = FileScan(root, fileset, previous)
     for item in fileset.items:
         scan.walkItem(item)
     snapshot, changes = _withChanges(previous, scan.files)

@@ -35,6 +35,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from wazuhcluster.integrity import scanFiles
+from wazuhcluster.integrity_parts import rescanParts
 from wazuhcluster.watcher import TreeWatcher
 
 SUBTAG = "Local integrity"
@@ -110,7 +111,8 @@ class LocalIntegrity(Service):
         self._watcher = None
         if watch:
             self._watcher = TreeWatcher(root, fileset, self.trigger, reactor, self.log,
-                                        clock=self._clock, runInThread=runInThread)
+                                        clock=self._clock, runInThread=runInThread,
+                                        onPathChange=self.trigger)
         self._subscribers = []
         self._readyWaiters = []
         self._scanWaiters = []
@@ -118,6 +120,8 @@ class LocalIntegrity(Service):
         self._scanning = False
         self._triggerCall = None
         self._triggerDeadline = None
+        self._parts = set()
+        self._fullWanted = False
         self._loop = None
         self._reporter = ScanReporter(self.log)
 
@@ -148,14 +152,23 @@ class LocalIntegrity(Service):
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def trigger(self):
+    def trigger(self, part=None):
         """
         Ask for a scan soon: after L{TRIGGER_DELAY} seconds without another
         trigger (at most L{MAX_TRIGGER_DELAY} after the first one). If a scan
         is running then, exactly one more runs after it.
+
+        @param part: what changed, C{(reldir, deep)}
+            (L{wazuhcluster.integrity_parts}): when every trigger of the
+            scan named one, only those parts are rescanned; without it,
+            everything.
         """
         if not self.running:
             return
+        if part is None:
+            self._fullWanted = True
+        else:
+            self._parts.add(part)
         now = self._clock.seconds()
         if self._triggerCall is None:
             self._triggerDeadline = now + MAX_TRIGGER_DELAY
@@ -172,6 +185,7 @@ class LocalIntegrity(Service):
             after this call; it fails with the scan's error, or with
             L{CancelledError} if the service stops (or is not running) first.
         """
+        self._fullWanted = True
         return self._request()
 
     # -- service ------------------------------------------------------------
@@ -222,6 +236,7 @@ class LocalIntegrity(Service):
     # -- scanning -----------------------------------------------------------
 
     def _periodic(self):
+        self._fullWanted = True
         return self._request().addErrback(_ignore)
 
     def _triggered(self):
@@ -252,16 +267,24 @@ class LocalIntegrity(Service):
             self.log.info("Starting.")
         else:
             self.log.debug("Starting.")
-        d = maybeDeferred(
-            self._runInThread, scanFiles, self.root, self.fileset, self.snapshot
-        )
-        d.addCallback(self._scanned, started, first)
+        parts, self._parts = self._parts, set()
+        partial = not (first or self._fullWanted)
+        if not partial:
+            self._fullWanted = False
+            d = maybeDeferred(
+                self._runInThread, scanFiles, self.root, self.fileset, self.snapshot
+            )
+        else:
+            d = maybeDeferred(self._runInThread, rescanParts, self.root, self.fileset,
+                              self.snapshot, parts)
+        d.addCallback(self._scanned, started, first, partial)
         d.addErrback(self._failed)
         d.addBoth(self._finished, waiters)
 
-    def _scanned(self, result, started, first):
+    def _scanned(self, result, started, first, partial=False):
         """
-        Adopt a scan's result, log it, tell the subscribers if it changed.
+        Adopt a scan's result (of some parts only when C{partial}), log it,
+        tell the subscribers if it changed.
 
         @return: the new snapshot.
         """
@@ -275,7 +298,7 @@ class LocalIntegrity(Service):
             count=len(result.snapshot.files),
             rehashed=result.rehashed,
         )
-        self._reporter.report(result)
+        self._reporter.report(result, partial)
         if first:
             self._fireReady()
         if changed:
@@ -336,15 +359,19 @@ class ScanReporter:
         self._names = frozenset()
         self._errors = frozenset()
 
-    def report(self, result):
+    def report(self, result, partial=False):
         """
         Log what L{wazuhcluster.integrity.ScanResult} C{result} skipped.
-        """
-        self._reportSymlinks(result.skippedSymlinks)
-        self._reportNames(result.skippedNames)
-        self._reportErrors(result.errors)
 
-    def _reportSymlinks(self, symlinks):
+        @param partial: the result is of a few directories
+            (L{wazuhcluster.integrity_parts}): what it did not see is not
+            forgotten.
+        """
+        self._symlinks = self._reportSymlinks(result.skippedSymlinks, partial)
+        self._names = self._reportNames(result.skippedNames, partial)
+        self._errors = self._reportErrors(result.errors, partial)
+
+    def _reportSymlinks(self, symlinks, partial):
         """
         Warn once about each symbolic link (again if it comes back after
         disappearing).
@@ -352,9 +379,9 @@ class ScanReporter:
         current = frozenset(symlinks)
         for path in sorted(current - self._symlinks):
             self.log.warn("Symlinks are never synced: {path} skipped", path=path)
-        self._symlinks = current
+        return self._symlinks | current if partial else current
 
-    def _reportNames(self, names):
+    def _reportNames(self, names, partial):
         """
         Warn once about each file whose name cannot be synced (not UTF-8, or
         holding control characters).
@@ -363,9 +390,9 @@ class ScanReporter:
         for name in sorted(current - self._names):
             self.log.warn("File names must be UTF-8 without control characters: {path} "
                           "skipped", path=name)
-        self._names = current
+        return self._names | current if partial else current
 
-    def _reportErrors(self, errors):
+    def _reportErrors(self, errors, partial):
         """
         Log each unreadable file or directory at error level when it first
         fails, at debug level while it keeps failing.
@@ -374,4 +401,4 @@ class ScanReporter:
         for error in errors:
             level = LogLevel.debug if error in self._errors else LogLevel.error
             self.log.emit(level, "Can't read metadata from file {error}", error=error)
-        self._errors = current
+        return self._errors | current if partial else current

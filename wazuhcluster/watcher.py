@@ -4,10 +4,12 @@ inotify watches on the synced directories: a hint that pulls the next local
 integrity scan forward.
 
 L{TreeWatcher} watches the directory of every synced item (the whole tree of
-a recursive item, only the directory itself otherwise) and calls C{onChange()}
-on any change. It never says I{what} changed: the scan finds out, and the
-periodic scan stays authoritative, because inotify can lose events (a queue
-overflow is invisible through L{twisted.internet.inotify}, STYLE.md section 7).
+a recursive item, only the directory itself otherwise) and calls
+C{onPathChange(part)} with the directory an event names (or C{onChange()}
+when it names none): the scan of that part finds out what changed, and the
+periodic full scan stays authoritative, because inotify can lose events (a
+queue overflow is invisible through L{twisted.internet.inotify}, STYLE.md
+section 7).
 
 Twisted's notifier closes itself as soon as any watched directory is deleted;
 L{TreeWatcher} notices, builds a new one and calls C{onChange()} since events
@@ -25,6 +27,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from twisted.python.filepath import FilePath
 from twisted.python.runtime import platform
+
+from wazuhcluster.integrity_parts import eventPart
 
 CHANGE_MASK = (
     inotify.IN_CREATE
@@ -117,6 +121,7 @@ class TreeWatcher:
         checkInterval=CHECK_INTERVAL,
         clock=None,
         runInThread=None,
+        onPathChange=None,
     ):
         """
         @param root: the node home.
@@ -132,12 +137,18 @@ class TreeWatcher:
         @param checkInterval: seconds between two backstop checks.
         @param clock: the clock of the timers (the reactor by default).
         @param runInThread: C{deferToThread}-like, for the tree walks.
+        @param onPathChange: if given, called instead of C{onChange} for an
+            event that names what changed, with the part to rescan:
+            C{(reldir, deep)}, the directory relative to the home (ending
+            with C{/}) and whether its subdirectories are concerned (the
+            event named a directory).
         """
         if runInThread is None:
             from twisted.internet.threads import deferToThread as runInThread
         self._root = root
         self._fileset = fileset
         self._onChange = onChange
+        self._onPathChange = onPathChange
         self._reactor = reactor
         self._clock = reactor if clock is None else clock
         self._runInThread = runInThread
@@ -423,7 +434,20 @@ class TreeWatcher:
         elif mask & CHANGE_MASK:
             if self._missing:
                 self._guarded(self._watchMissing)
-            self._changed()
+            self._changed(self._partOf(path, mask))
+
+    def _partOf(self, path, mask):
+        """
+        The part to rescan for an event on C{path} (L{eventPart}), or
+        L{None} for everything, as for an event on a watched directory
+        itself.
+        """
+        if self._onPathChange is None:
+            return None
+        path = os.fsdecode(path.path)  # inotify names bytes paths
+        if path in {os.fsdecode(watched.path) for watched in self._watched}:
+            return None
+        return eventPart(os.fsdecode(self._root.path), path, bool(mask & inotify.IN_ISDIR))
 
     def _parentEvent(self, notifier, path, mask):
         """
@@ -456,13 +480,16 @@ class TreeWatcher:
             self._log.debug("Cannot add an inotify watch: {error}", error=e)
             return None
 
-    def _changed(self):
+    def _changed(self, part=None):
         """
-        Tell the owner; its errors must not reach Twisted's notifier (which
-        would close).
+        Tell the owner (of C{part} only, when given); its errors must not
+        reach Twisted's notifier (which would close).
         """
         try:
-            self._onChange()
+            if part is None:
+                self._onChange()
+            else:
+                self._onPathChange(part)
         except Exception:
             self._log.failure("Error in the change callback", level=LogLevel.error)
 
