@@ -30,7 +30,8 @@ and in integrity sync; settle; an idle window (the baseline of the same
 run: keep-alives and idle integrity checks, per worker and per second, and
 the master's idle CPU); then C{--changes} one-file edits on the master, one
 at a time, each a plain in-place write of a file in C{etc/shared/gNN/} (as an
-editor or a script would do). For each edit: the time from just before the
+editor or a script would do), the next one at least a worker's shortest
+round interval (0.5 s) after the previous had reached every worker. For each edit: the time from just before the
 write until each worker's copy was replaced (its inode changed: the worker
 places files by rename; the bytes are compared at the end), polled every
 5 ms from this process; the TCP payload each worker connection carried
@@ -83,6 +84,7 @@ from hosting import (  # noqa: E402
 from wazuhcluster.agentdb import AgentDatabase  # noqa: E402
 from wazuhcluster.clientkeys import ClientKey, formatAgentId, writeClientKeys  # noqa: E402
 from wazuhcluster.home import NodeHome  # noqa: E402
+from wazuhcluster.worker.integrity_session import MIN_ROUND_INTERVAL  # noqa: E402
 
 TARGET_P50 = 0.200
 TARGET_P99 = 0.500
@@ -321,7 +323,10 @@ def run(options):
             slowest = max(got.values()) if got else float("nan")
             print(f"  edit {change + 1}: {len(got)}/{len(workerHomes)} workers, slowest "
                   f"{slowest * 1000:.0f} ms", flush=True)
-            time.sleep(rng.uniform(0.2, 0.7))
+            # The next edit comes after a worker's shortest round interval:
+            # each is a single edit, not churn (which the workers' rounds
+            # absorb on purpose, tests/test_endtoend_sessions.py).
+            time.sleep(MIN_ROUND_INTERVAL + rng.uniform(0.0, 0.5))
 
         rss, peak = memoryKiB(master.pid)
         floor = durableFloor(content(0, options.file_bytes), options.workers)
