@@ -109,3 +109,42 @@ class CopyBesideTests(SynchronousTestCase):
         self.assertFalse(tree.exists())
         self.assertEqual(outside.child("keep").getContent(), b"k")
         fsutil.removeTree(tree)
+
+
+class SyncFileSystemTests(SynchronousTestCase):
+    def test_flushes(self):
+        """
+        L{fsutil.syncFileSystem} flushes the file system of a directory
+        (Linux has syncfs), and says which path it could not open.
+        """
+        self.assertTrue(fsutil.canSyncFileSystem())
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        fsutil.syncFileSystem(directory.path)
+        error = self.assertRaises(OSError, fsutil.syncFileSystem, directory.child("no").path)
+        self.assertEqual(error.filename, directory.child("no").path)
+
+    def test_failureRaises(self):
+        """
+        A failed syncfs raises L{OSError} with the C library's error.
+        """
+        import ctypes
+        import errno
+
+        class FailingLibc:
+            def syncfs(self, fd):
+                ctypes.set_errno(errno.EIO)
+                return -1
+
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        error = self.assertRaises(OSError, fsutil.syncFileSystem, directory.path,
+                                  libc=FailingLibc())
+        self.assertEqual(error.errno, errno.EIO)
+
+    def test_withoutSyncfs(self):
+        """
+        A C library without syncfs is told apart.
+        """
+        self.assertFalse(fsutil.canSyncFileSystem(libc=object()))
+

@@ -262,6 +262,27 @@ class ApplyTests(StagingTestsMixin, SynchronousTestCase):
         self.assertEqual(events, ["replace"])
 
 
+    def test_bigApplyFlushesTheFileSystemOnce(self):
+        """
+        From L{placing.SYNCFS_FILES} staged files on, one flush of the file
+        system replaces a flush of each file before the renames, and of
+        each directory after them (where syncfs exists); every file arrives.
+        """
+        self.patch(placing, "SYNCFS_FILES", 3)
+        events = []
+        realReplace = os.replace
+        self.patch(os, "replace", lambda s, d: (events.append("replace"), realReplace(s, d)))
+        self.patch(placing, "fsyncPath", lambda path: events.append("fsync"))
+        self.patch(placing, "fsyncDirectory", lambda path: events.append("dir"))
+        self.patch(placing, "canSyncFileSystem", lambda: True)
+        self.patch(placing, "syncFileSystem", lambda path: events.append("syncfs"))
+        files = {f"etc/shared/g{n}/agent.conf": b"%d" % n for n in range(4)}
+        self.stage(files).apply([])
+        self.assertEqual(events, ["syncfs"] + ["replace"] * 4 + ["syncfs"])
+        for relpath, content in files.items():
+            self.assertEqual(self.root.preauthChild(relpath).getContent(), content)
+
+
 class MasterWinsTests(StagingTestsMixin, SynchronousTestCase):
     """
     Whatever the worker has at a path, it becomes what the master has.

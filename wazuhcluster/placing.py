@@ -35,10 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from attrs import evolve, frozen
 
 from wazuhcluster.fsutil import (
+    canSyncFileSystem,
     copyBeside,
     fsyncDirectory,
     fsyncPath,
     removeTree,
+    syncFileSystem,
     unlinkQuietly,
 )
 
@@ -47,6 +49,10 @@ DIRECTORY_MODE = 0o770
 
 #: Threads flushing staged files before the renames.
 FLUSH_THREADS = 8
+
+#: Files (or directories) from which one flush of their file system replaces
+#: a flush of each.
+SYNCFS_FILES = 256
 
 
 @frozen
@@ -157,11 +163,7 @@ class Placer:
             except OSError:
                 placed[each.relpath] = Placed(each.md5, each.size, None)
         if self.durable:
-            for directory in sorted(self.changedDirs):
-                try:
-                    fsyncDirectory(directory)
-                except OSError:
-                    pass
+            self.flushDirectories(self.changedDirs)
         return PlaceResult(tuple(created), tuple(updated), tuple(self.deleted),
                            tuple(self.removedDirs), placed, dict(self.failed))
 
@@ -347,14 +349,38 @@ class Placer:
 
     def flush(self, moves):
         """
-        Flush the staged files about to be renamed (several at a time: the
-        kernel commits their metadata together).
+        Flush the staged files about to be renamed: one by one, several at a
+        time (the kernel commits their metadata together), or, from
+        L{SYNCFS_FILES} files on, the staging file system at once (20 000
+        files: 8-10 s of fsyncs on ext4 here, where one C{syncfs} finds most
+        of the data already written back).
         """
         paths = [source for source, _, _, _, _ in moves]
         if not paths:
             return
+        if len(paths) >= SYNCFS_FILES and canSyncFileSystem():
+            syncFileSystem(os.path.dirname(paths[0]))
+            return
         with ThreadPoolExecutor(min(FLUSH_THREADS, len(paths))) as pool:
             list(pool.map(fsyncPath, paths))
+
+    def flushDirectories(self, directories):
+        """
+        Flush the directories renames changed: one by one, or from
+        L{SYNCFS_FILES} on, their file system at once.
+        """
+        directories = sorted(directories)
+        if len(directories) >= SYNCFS_FILES and canSyncFileSystem():
+            try:
+                syncFileSystem(self.root)
+            except OSError:
+                pass
+            return
+        for directory in directories:
+            try:
+                fsyncDirectory(directory)
+            except OSError:
+                pass
 
 
 def _deviceOf(path):
