@@ -36,6 +36,8 @@ and every difference left is a member of the backend's dialect:
 An interaction receives a L{Txn}: the DB-API cursor and the dialect.
 """
 
+from abc import ABC, abstractmethod
+
 #: How long a statement waits for another process's lock, in milliseconds.
 BUSY_TIMEOUT_MS = 10000
 
@@ -46,7 +48,7 @@ BUSY_TIMEOUT_MS = 10000
 WRITE_LOCK = (0x57415A43, 1)
 
 
-class _Dialect:
+class _Dialect(ABC):
     """
     What a backend does its own way; see the module docstring.
 
@@ -75,11 +77,11 @@ class _Dialect:
         """
         return template.format(**self.schemaTypes)
 
+    @abstractmethod
     def greatest(self, a, b):
         """
         The SQL expression of the larger of C{a} and C{b}.
         """
-        raise NotImplementedError()
 
     def matching(self, column, values):
         """
@@ -128,6 +130,7 @@ class _Dialect:
         marks = ", ".join("?" * len(columns))
         txn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
+    @abstractmethod
     def begin(self, txn, write):
         """
         Open the transaction of an interaction.
@@ -135,7 +138,6 @@ class _Dialect:
         @param write: the interaction writes: serialise it with every other
             writer, in every process.
         """
-        raise NotImplementedError()
 
 
 class SQLiteDialect(_Dialect):
