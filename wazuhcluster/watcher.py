@@ -29,32 +29,13 @@ from twisted.python.filepath import FilePath
 from twisted.python.runtime import platform
 
 from wazuhcluster.integrity_parts import eventPart
-
-CHANGE_MASK = (
-    inotify.IN_CREATE
-    | inotify.IN_MODIFY
-    | inotify.IN_DELETE
-    | inotify.IN_MOVED_FROM
-    | inotify.IN_MOVED_TO
-    | inotify.IN_ATTRIB
-    | inotify.IN_CLOSE_WRITE
-    | inotify.IN_DELETE_SELF
-    | inotify.IN_MOVE_SELF
+from wazuhcluster.inotifytree import (
+    CHANGE_MASK,
+    ITEM_MASK,
+    PARENT_MASK,
+    Notifier,
+    listDirectories,
 )
-"""
-The events that mean "the synced files may have changed".
-"""
-
-ITEM_MASK = CHANGE_MASK | inotify.IN_ONLYDIR
-"""
-The mask of the watches on item directories and their subdirectories.
-"""
-
-PARENT_MASK = inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_ONLYDIR
-"""
-The mask of a watch on the nearest existing parent of a missing item
-directory: only entries appearing matter.
-"""
 
 REBUILD_DELAY = 0.1
 """
@@ -72,24 +53,6 @@ CHECK_INTERVAL = 10.0
 Seconds between two backstop checks for missing item directories and a lost
 notifier.
 """
-
-
-class _Notifier(inotify.INotify):
-    """
-    An L{inotify.INotify} that reports when it closes.
-
-    @ivar onLost: called with this notifier when its file descriptor closes,
-        whoever closed it (Twisted closes it when a watched directory is
-        deleted).
-    """
-
-    onLost = None
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        onLost, self.onLost = self.onLost, None
-        if onLost is not None:
-            onLost(self)
 
 
 class TreeWatcher:
@@ -116,7 +79,7 @@ class TreeWatcher:
         onChange,
         reactor,
         log,
-        makeNotifier=_Notifier,
+        makeNotifier=Notifier,
         supported=platform.supportsINotify,
         checkInterval=CHECK_INTERVAL,
         clock=None,
@@ -334,7 +297,7 @@ class TreeWatcher:
         (it could have, in a directory not watched yet).
         """
         self._listings += 1
-        d = self._runInThread(_listDirectories, top.path)
+        d = self._runInThread(listDirectories, top.path)
 
         def listed(paths):
             if generation != self._generation or self._notifier is None:
@@ -492,22 +455,3 @@ class TreeWatcher:
                 self._onPathChange(part)
         except Exception:
             self._log.failure("Error in the change callback", level=LogLevel.error)
-
-
-def _listDirectories(top):
-    """
-    Every directory below C{top} (not C{top} itself), never through a
-    symbolic link.  Blocking: runs in a thread.
-    """
-    found = []
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as entries:
-                names = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        found.extend(names)
-        pending.extend(names)
-    return found
