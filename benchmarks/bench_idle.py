@@ -59,10 +59,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Cluster, compareTrees, environment  # noqa: E402
 from hosting import (  # noqa: E402
+    addWorkerHostOption,
+    benchmarkMain,
     cli,
     controlHealth,
     cpuSeconds,
-    hostWorkers,
     socketCounters,
     waitInSync,
     workerName,
@@ -120,8 +121,7 @@ def parseArguments(argv):
     parser.add_argument("--profile", action="store_true",
                         help="after the window, py-spy record the master for another window")
     parser.add_argument("--keep", action="store_true", help="keep the homes")
-    parser.add_argument("--worker-host", nargs=3, metavar=("BASE", "PORT", "N"),
-                        help=argparse.SUPPRESS)
+    addWorkerHostOption(parser)
     return parser.parse_args(argv)
 
 
@@ -428,14 +428,7 @@ def run(options):
 
 
 def main(argv=None):
-    options = parseArguments(sys.argv[1:] if argv is None else argv)
-    if options.worker_host:
-        base, port, count = options.worker_host
-        hostWorkers(base, int(port), int(count))
-        return
-    # A plain SIGTERM would skip the cleanup (processes, directories).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sys.exit(run(options))
+    benchmarkMain(parseArguments(sys.argv[1:] if argv is None else argv), run)
 
 
 if __name__ == "__main__":

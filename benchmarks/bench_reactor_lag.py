@@ -55,7 +55,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_agents import markReports  # noqa: E402
 from bench_full_sync import populate  # noqa: E402
 from common import Cluster, compareTrees, freePort  # noqa: E402
-from hosting import hostWorkers, startWorkerHost, waitInSync, workerName  # noqa: E402
+from hosting import (  # noqa: E402
+    addWorkerHostOption,
+    benchmarkMain,
+    startWorkerHost,
+    waitInSync,
+    workerName,
+)
 
 from wazuhcluster.agentdb import AgentDatabase  # noqa: E402
 from wazuhcluster.clientkeys import ClientKey, formatAgentId, writeClientKeys  # noqa: E402
@@ -76,8 +82,7 @@ def parseArguments(argv):
     parser.add_argument("--quiet", type=float, default=61.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--worker-host", nargs=3, metavar=("BASE", "PORT", "N"),
-                        help=argparse.SUPPRESS)
+    addWorkerHostOption(parser)
     return parser.parse_args(argv)
 
 
@@ -275,13 +280,7 @@ def run(options):
 
 
 def main(argv=None):
-    options = parseArguments(sys.argv[1:] if argv is None else argv)
-    if options.worker_host:
-        base, port, count = options.worker_host
-        hostWorkers(base, int(port), int(count))
-        return
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sys.exit(run(options))
+    benchmarkMain(parseArguments(sys.argv[1:] if argv is None else argv), run)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Cluster, compareTrees, percentile  # noqa: E402
 from hosting import (  # noqa: E402
+    addWorkerHostOption,
+    benchmarkMain,
     cpuSeconds,
-    hostWorkers,
     memoryKiB,
     socketCounters,
     startWorkerHost,
@@ -111,8 +112,7 @@ def parseArguments(argv):
                         help="seconds one edit may take to reach every worker")
     parser.add_argument("--startup-timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the homes")
-    parser.add_argument("--worker-host", nargs=3, metavar=("BASE", "PORT", "N"),
-                        help=argparse.SUPPRESS)
+    addWorkerHostOption(parser)
     return parser.parse_args(argv)
 
 
@@ -365,13 +365,7 @@ def run(options):
 
 
 def main(argv=None):
-    options = parseArguments(sys.argv[1:] if argv is None else argv)
-    if options.worker_host:
-        base, port, count = options.worker_host
-        hostWorkers(base, int(port), int(count))
-        return
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sys.exit(run(options))
+    benchmarkMain(parseArguments(sys.argv[1:] if argv is None else argv), run)
 
 
 if __name__ == "__main__":

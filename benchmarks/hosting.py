@@ -7,10 +7,12 @@ and memory from /proc, the kernel's TCP counters of the master's sockets
 (C{ss}), C{control -i --json} on the master.
 """
 
+import argparse
 import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -177,3 +179,27 @@ def startWorkerHost(script, base, port, count, logPath):
             start_new_session=True)
     finally:
         log.close()
+
+
+def addWorkerHostOption(parser):
+    """
+    The hidden C{--worker-host BASE PORT N} option: the mode in which a
+    benchmark's script is the process hosting the workers.
+    """
+    parser.add_argument("--worker-host", nargs=3, metavar=("BASE", "PORT", "N"),
+                        help=argparse.SUPPRESS)
+
+
+def benchmarkMain(options, run):
+    """
+    A hosted-workers benchmark's entry point: host the workers when
+    C{--worker-host} says so, otherwise C{run(options)} and exit with its
+    status (a SIGTERM exits through the cleanups: processes, directories).
+    """
+    if options.worker_host:
+        base, port, count = options.worker_host
+        hostWorkers(base, int(port), int(count))
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(run(options))
+
