@@ -17,8 +17,7 @@ the parts; the periodic full scan stays the safety net.
 import os
 import stat
 
-from wazuhcluster.integrity import FileScan, ScanResult, Snapshot, entryHash
-from wazuhcluster.integrity import _MODULUS as MODULUS
+from wazuhcluster.integrity import FileScan, ScanResult
 from wazuhcluster.pathrules import segmentProblem
 
 
@@ -106,26 +105,16 @@ def rescanParts(root, fileset, previous, parts):
     old = previous.files
     prefixes = tuple(reldir for _, reldir, _ in walked)
     candidates = [path for path in old
-                  if prefixes and path.startswith(prefixes)
-                  and _inPart(path, old[path], walked)]
-    files = dict(old)
-    total = previous.total
-    changes = {}
-    for path in candidates:
-        if path not in scan.files:
-            del files[path]
-            total -= entryHash(path, old[path].md5)
-            changes[path] = None
-    for path, meta in scan.files.items():
-        before = old.get(path)
-        files[path] = meta
-        if before is meta or (before is not None
-                              and (before.md5, before.size) == (meta.md5, meta.size)):
-            continue
-        if before is not None:
-            total -= entryHash(path, before.md5)
-        total += entryHash(path, meta.md5)
-        changes[path] = meta
-    return ScanResult(Snapshot(files, total % MODULUS), scan.rehashed,
+                  if path.startswith(prefixes) and _inPart(path, old[path], walked)
+                  ] if prefixes else []
+    # Every file found whose metadata changed is stored (its new stat key
+    # spares the next scan a re-hash); only new contents count as changes.
+    updates = {path: None for path in candidates if path not in scan.files}
+    updates.update((path, meta) for path, meta in scan.files.items()
+                   if old.get(path) is not meta)
+    changes = {path: meta for path, meta in updates.items()
+               if meta is None or path not in old
+               or (old[path].md5, old[path].size) != (meta.md5, meta.size)}
+    return ScanResult(previous.withChanges(updates), scan.rehashed,
                       tuple(sorted(scan.symlinks)), tuple(scan.errors), changes,
                       tuple(sorted(scan.skippedNames)))

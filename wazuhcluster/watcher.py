@@ -123,6 +123,7 @@ class TreeWatcher:
         self._notifier = None
         self._missing = ()
         self._watched = set()
+        self._watchedNames = set()  # their paths as text, for the events
         self._listings = 0
         self._notifyWhenWatching = False
         self._building = False
@@ -184,6 +185,7 @@ class TreeWatcher:
         """
         self._close()
         self._watched = set()
+        self._watchedNames = set()  # their paths as text, for the events
         self._building = True
         try:
             self._notifier = self._makeNotifier(reactor=self._reactor)
@@ -367,6 +369,7 @@ class TreeWatcher:
                 raise
             return False
         self._watched.add(directory)
+        self._watchedNames.add(os.fsdecode(directory.path))
         return True
 
     # -- events -------------------------------------------------------------
@@ -408,7 +411,7 @@ class TreeWatcher:
         if self._onPathChange is None:
             return None
         path = os.fsdecode(path.path)  # inotify names bytes paths
-        if path in {os.fsdecode(watched.path) for watched in self._watched}:
+        if path in self._watchedNames:
             return None
         return eventPart(os.fsdecode(self._root.path), path, bool(mask & inotify.IN_ISDIR))
 
